@@ -1,0 +1,57 @@
+# One-command set-up: `make test` and `make book` create .venv when it is missing.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+export OMP_WAIT_POLICY ?= PASSIVE
+export MPLBACKEND ?= Agg
+
+.PHONY: venv test unit-test notebook-test book clean-book widget-js chromium browser-test
+
+# Book and browser-test settings.
+CHROMIUM ?= /usr/bin/chromium
+# apt-get needs root; CI runs as root, elsewhere sudo is used.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet -e ".[book,test,widgets,baselines]"
+	touch $(STAMP)
+
+unit-test: venv
+	$(PY) -m pytest tests
+
+notebook-test: venv
+	$(PY) -m pytest --nbval-lax --nbval-current-env --nbval-cell-timeout=900 book
+
+# tests/test_book_site.py (collected from tests/) is the browser test: it needs Chromium.
+test: venv chromium
+	$(PY) -m pytest tests --nbval-lax --nbval-current-env --nbval-cell-timeout=900 book
+
+# From a clean _build: an unchanged incremental build re-reads nothing and passes.
+# The stamp file tells tests/test_book_site.py that this build is complete and fresh.
+book: venv widget-js
+	rm -rf _build/html _build/.doctrees _build/jupyter_execute
+	$(VENV)/bin/jupyter-book build . -W --keep-going
+	touch _build/html/.book-build-ok
+
+# Widget manager and require.js from the npm registry (pinned, hash-checked) into
+# book/_widgets/ (git-ignored), which _config.yml copies into the site.
+widget-js: venv
+	$(PY) tools/fetch_widget_js.py
+
+# Debian's Chromium for the headless browser test; installed only when missing.
+chromium: $(CHROMIUM)
+
+$(CHROMIUM):
+	$(SUDO) apt-get update
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y chromium
+
+# The browser test alone (builds the book unless a fresh `make book` result exists).
+browser-test: venv chromium
+	$(PY) -m pytest tests/test_book_site.py -v -s
+
+clean-book:
+	rm -rf _build

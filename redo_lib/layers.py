@@ -1,0 +1,114 @@
+"""Building blocks shared by the four networks.
+
+- :func:`sn_conv` / :func:`sn_linear`: layers with optional spectral normalisation
+  (Miyato et al. 2018), using :func:`torch.nn.utils.parametrizations.spectral_norm`.
+- :func:`init_orthogonal`: the official initialisation (orthogonal, gain 0.8), applied to
+  the *underlying* weight of spectrally normalised layers (spec section 8).
+- :class:`ConditionalInstanceNorm`: instance norm whose scale and shift are functions of z.
+- :class:`SelfAttention`: SAGAN self-attention with 2 x 2 max-pooled keys and values.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils.parametrizations import spectral_norm
+
+__all__ = [
+    "sn_conv",
+    "sn_linear",
+    "init_orthogonal",
+    "ConditionalInstanceNorm",
+    "SelfAttention",
+]
+
+
+def sn_conv(
+    in_channels: int,
+    out_channels: int,
+    kernel_size: int,
+    *,
+    bias: bool = True,
+    use_sn: bool = True,
+) -> nn.Module:
+    """A stride-1, 'same'-padded convolution, spectrally normalised when ``use_sn``."""
+    conv = nn.Conv2d(in_channels, out_channels, kernel_size, 1, kernel_size // 2, bias=bias)
+    return spectral_norm(conv) if use_sn else conv
+
+
+def sn_linear(in_features: int, out_features: int, *, use_sn: bool = True) -> nn.Module:
+    layer = nn.Linear(in_features, out_features)
+    return spectral_norm(layer) if use_sn else layer
+
+
+def init_orthogonal(module: nn.Module, gain: float = 0.8) -> None:
+    """Orthogonal initialisation of every Conv2d / Linear weight (official ``weights_init_ortho``).
+
+    With the parametrisation API the trainable tensor is
+    ``parametrizations.weight.original``; initialising ``weight`` itself would only write
+    into a temporary. Spectral norm divides by the largest singular value afterwards, so the
+    gain only matters for the layers without it (F, the dense and gamma/beta layers).
+    Biases keep PyTorch's default initialisation, as in the official code.
+    """
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+            if hasattr(m, "parametrizations") and "weight" in m.parametrizations:
+                weight = m.parametrizations.weight.original
+            else:
+                weight = m.weight
+            with torch.no_grad():
+                nn.init.orthogonal_(weight, gain)
+
+
+class ConditionalInstanceNorm(nn.Module):
+    r"""Instance norm modulated by the latent code z (FiLM on instance-normalised features).
+
+    .. math:: \mathrm{CIN}(x, z) = \gamma(z) \odot \frac{x - \mu(x)}{\sigma(x)} + \beta(z)
+
+    :math:`\mu, \sigma` are per image and channel (instance norm without affine), and
+    :math:`\gamma, \beta` are affine maps of z with bias. This is what the official code
+    does, although the paper's text says *conditional batch norm*. There is no "1 +" in
+    front of gamma: at initialisation the scale is close to 0 (spec section 8).
+    """
+
+    def __init__(self, num_features: int, nz: int) -> None:
+        super().__init__()
+        self.norm = nn.InstanceNorm2d(num_features, affine=False)
+        self.gamma = nn.Linear(nz, num_features)
+        self.beta = nn.Linear(nz, num_features)
+
+    def forward(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        # x: (B, C, H, W), z: (B, nz) -> gamma, beta: (B, C, 1, 1)
+        gamma = self.gamma(z)[:, :, None, None]
+        beta = self.beta(z)[:, :, None, None]
+        return self.norm(x) * gamma + beta
+
+
+class SelfAttention(nn.Module):
+    r"""SAGAN self-attention (Zhang et al. 2019) as in the official ReDO code.
+
+    Queries :math:`f(x)` and keys :math:`g(x)` have C/8 channels, values :math:`h(x)` C/2;
+    keys and values are max-pooled 2 x 2, so each of the N positions attends over N/4:
+
+    .. math:: y = \gamma\, o\big(h(x)\, \mathrm{softmax}(g(x)^\top f(x))\big) + x
+
+    with the scalar :math:`\gamma` initialised to 0 (the block starts as the identity).
+    """
+
+    def __init__(self, channels: int, *, use_sn: bool = True) -> None:
+        super().__init__()
+        hidden = max(channels // 8, 1)
+        self.query = sn_conv(channels, hidden, 1, bias=False, use_sn=use_sn)
+        self.key = sn_conv(channels, hidden, 1, bias=False, use_sn=use_sn)
+        self.value = sn_conv(channels, channels // 2, 1, bias=False, use_sn=use_sn)
+        self.out = sn_conv(channels // 2, channels, 1, bias=False, use_sn=use_sn)
+        self.gamma = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        q = self.query(x).flatten(2)  # (B, C/8, N)
+        k = F.max_pool2d(self.key(x), 2).flatten(2)  # (B, C/8, N/4)
+        v = F.max_pool2d(self.value(x), 2).flatten(2)  # (B, C/2, N/4)
+        attention = torch.softmax(k.transpose(1, 2) @ q, dim=1)  # (B, N/4, N), sums to 1 over keys
+        o = (v @ attention).view(b, c // 2, h, w)
+        return self.gamma * self.out(o) + x

@@ -1,0 +1,55 @@
+r"""The objectives (paper Eq. (3)-(4), spec section 3) and the preprint's variants.
+
+Discriminator (hinge loss), maximised by D:
+
+.. math:: \mathcal{L}_D = \mathbb{E}[\min(0, -1 + D(I))] + \mathbb{E}[\min(0, -1 - D(I_{gen}))]
+
+Generator side, minimised jointly by F, every G_k and delta:
+
+.. math:: \mathcal{L}_G = -\mathbb{E}[D(I_{gen})]
+          + \lambda_z\, \mathbb{E}\big[\|\delta(I_{gen}) - z\|_2^2\big]
+
+with the squared norm taken as the *mean* of element-wise squares (corrections 2 and 3
+of the reproducibility study), so the paper's lambda relates to the code's weight by
+:math:`\lambda_z = \lambda / (K \cdot n_z)`.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+__all__ = [
+    "discriminator_hinge_loss",
+    "generator_adversarial_loss",
+    "information_loss",
+]
+
+
+def discriminator_hinge_loss(d_real: torch.Tensor, d_fake: torch.Tensor) -> torch.Tensor:
+    r""":math:`\mathbb{E}[\max(0, 1 - D(I))] + \mathbb{E}[\max(0, 1 + D(I_{gen}))]` (to minimise).
+
+    The real and the fake scores may come from batches of different sizes (B reals,
+    B*K fakes); each expectation is a mean over its own batch, as in the official code.
+    """
+    return F.relu(1 - d_real).mean() + F.relu(1 + d_fake).mean()
+
+
+def generator_adversarial_loss(d_fake: torch.Tensor) -> torch.Tensor:
+    r""":math:`-\mathbb{E}[D(I_{gen})]`: the generator side wants its fakes scored as real."""
+    return -d_fake.mean()
+
+
+def information_loss(z_pred: torch.Tensor, z: torch.Tensor, kind: str = "mean_squared") -> torch.Tensor:
+    r"""Information conservation: how well delta recovers the codes, (B, K, nz) each.
+
+    - ``"mean_squared"`` (the official code): :math:`\frac{1}{B K n_z}\sum (\hat z - z)^2`;
+    - ``"l2_norm"`` (the preprint's Algorithm 1, line 6): the plain, unsquared norm
+      :math:`\frac{1}{B K}\sum_{b,k} \|\hat z_{bk} - z_{bk}\|_2`.
+    """
+    if z_pred.shape != z.shape:
+        raise ValueError(f"z_pred {tuple(z_pred.shape)} and z {tuple(z.shape)} differ in shape")
+    if kind == "mean_squared":
+        return (z_pred - z).pow(2).mean()
+    if kind == "l2_norm":
+        return (z_pred - z).norm(dim=-1).mean()
+    raise ValueError(f"unknown information loss {kind!r}; choose 'mean_squared' or 'l2_norm'")

@@ -1,0 +1,49 @@
+"""Loss values on small hand-computed cases."""
+import math
+
+import pytest
+import torch
+
+from redo_lib.losses import discriminator_hinge_loss, generator_adversarial_loss, information_loss
+
+
+def test_hinge_loss_by_hand():
+    d_real = torch.tensor([[2.0], [0.5], [-1.0]])  # relu(1 - d): 0, 0.5, 2 -> mean 2.5 / 3
+    d_fake = torch.tensor([[-3.0], [0.0]])  # relu(1 + d): 0, 1 -> mean 0.5
+    assert discriminator_hinge_loss(d_real, d_fake).item() == pytest.approx(2.5 / 3 + 0.5)
+
+
+def test_hinge_loss_matches_the_official_formulation():
+    d_real, d_fake = torch.randn(5, 1), torch.randn(10, 1)
+    pos, neg = -1 + d_real, -1 - d_fake
+    official = -((pos < 0).float() * pos).mean() - ((neg < 0).float() * neg).mean()
+    assert torch.allclose(discriminator_hinge_loss(d_real, d_fake), official)
+
+
+def test_generator_adversarial_loss():
+    assert generator_adversarial_loss(torch.tensor([[1.0], [3.0]])).item() == -2.0
+
+
+def test_information_loss_mean_of_squares_and_plain_norm():
+    z = torch.zeros(1, 2, 2)
+    z_pred = torch.tensor([[[3.0, 4.0], [0.0, 0.0]]])
+    # mean of element-wise squares: (9 + 16) / 4
+    assert information_loss(z_pred, z).item() == pytest.approx(25 / 4)
+    # preprint: unsquared norm per region, averaged over regions: (5 + 0) / 2
+    assert information_loss(z_pred, z, "l2_norm").item() == pytest.approx(2.5)
+    # the paper's lambda relates to the code's weight by lambda_z = lambda / (K * nz)
+    k, nz = 2, 2
+    assert information_loss(z_pred, z).item() * k * nz == pytest.approx((z_pred - z).pow(2).sum().item())
+
+
+def test_information_loss_rejects_mismatched_shapes():
+    with pytest.raises(ValueError, match="differ in shape"):
+        information_loss(torch.zeros(1, 2, 3), torch.zeros(1, 3, 2))
+    with pytest.raises(ValueError, match="unknown information loss"):
+        information_loss(torch.zeros(1), torch.zeros(1), "l1")
+
+
+def test_unit_gaussian_code_has_unit_loss_when_predicting_zero():
+    z = torch.randn(2000, 2, 32)
+    assert information_loss(torch.zeros_like(z), z).item() == pytest.approx(1.0, abs=0.02)
+    assert information_loss(torch.zeros_like(z), z, "l2_norm").item() == pytest.approx(math.sqrt(31.5), abs=0.05)
