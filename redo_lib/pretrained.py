@@ -1,0 +1,221 @@
+"""Load the official ReDO checkpoints (``mickaelChen/ReDO``) into :class:`~redo_lib.ReDO`.
+
+An official file is a ``torch.save``-d dict with any of the keys ``netEncM`` (F),
+``netGenX`` (the K generators), ``netDX`` (D) and ``netRecZ`` (delta), plus ``options``:
+the ``argparse.Namespace`` of the training run (nfX, nfD, useSelfAttG, nMasks, nz, ...).
+Its spectrally normalised layers use the legacy names ``weight_orig`` / ``weight_u`` /
+``weight_v``; copying all three into the parametrised layers reproduces the official
+eval-mode outputs exactly (spec section 8).
+
+Usage::
+
+    model = load_official("flowers_best.pth")      # a ReDO in eval mode
+    masks = model.mask_net(images)
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+from typing import Any, Dict, List, Mapping, Tuple, Union
+
+import torch
+
+from .config import ModelConfig
+from .model import ReDO
+
+__all__ = ["load_official", "official_model_config", "convert_state_dict", "OFFICIAL_NETWORKS",
+           "OfficialCheckpointError"]
+
+#: official key -> attribute of :class:`ReDO`
+OFFICIAL_NETWORKS = {
+    "netEncM": "mask_net",
+    "netGenX": "generator",
+    "netDX": "discriminator",
+    "netRecZ": "info_net",
+}
+
+_ATTENTION = r"(?:selfAtt)\.(f|g|h|o)"
+_ATTENTION_NAMES = {"f": "query", "g": "key", "h": "value", "o": "out"}
+
+# (pattern on the official key without the parameter suffix, replacement) per network.
+_RULES: Dict[str, List[Tuple[str, Any]]] = {
+    "netEncM": [
+        (r"cnn\.0\.mods\.(\d+)", r"encoder.\1"),
+        (r"cnn\.(\d+)\.blocs\.0", lambda m: f"residual.{int(m[1]) - 1}.conv1"),
+        (r"cnn\.(\d+)\.blocs\.1", lambda m: f"residual.{int(m[1]) - 1}.norm1"),
+        (r"cnn\.(\d+)\.blocs\.3", lambda m: f"residual.{int(m[1]) - 1}.conv2"),
+        (r"cnn\.(\d+)\.activationF\.0", lambda m: f"residual.{int(m[1]) - 1}.norm_out"),
+        (r"psp\.(\d+)\.1", r"pyramid.convs.\1"),
+        (r"out\.mods\.(\d+)", r"decoder.\1"),
+    ],
+    "netGenX": [
+        (r"net\.(\d+)\." + _ATTENTION, lambda m: f"generators.{m[1]}.attention.{_ATTENTION_NAMES[m[2]]}"),
+        (r"net\.(\d+)\.selfAtt\.gamma", r"generators.\1.attention.gamma"),
+        (r"net\.(\d+)\.dense", r"generators.\1.dense"),
+        (r"net\.(\d+)\.convA\.(\d+)\.1", r"generators.\1.blocks.\2.conv_a"),
+        (r"net\.(\d+)\.convB\.(\d+)", r"generators.\1.blocks.\2.conv_b"),
+        (r"net\.(\d+)\.gammaA\.(\d+)", r"generators.\1.blocks.\2.norm_a.gamma"),
+        (r"net\.(\d+)\.betaA\.(\d+)", r"generators.\1.blocks.\2.norm_a.beta"),
+        (r"net\.(\d+)\.gammaB\.(\d+)", r"generators.\1.blocks.\2.norm_b.gamma"),
+        (r"net\.(\d+)\.betaB\.(\d+)", r"generators.\1.blocks.\2.norm_b.beta"),
+        (r"net\.(\d+)\.sc\.(\d+)\.1", r"generators.\1.blocks.\2.shortcut"),
+        (r"net\.(\d+)\.gammaOut", r"generators.\1.norm_out.gamma"),
+        (r"net\.(\d+)\.betaOut", r"generators.\1.norm_out.beta"),
+        (r"net\.(\d+)\.convOut", r"generators.\1.conv_out"),
+    ],
+    "netDX": [
+        (r"bloc0\.0", "blocks.0.conv1"),
+        (r"bloc0\.2", "blocks.0.conv2"),
+        (r"sc0\.1", "blocks.0.shortcut"),
+        (_ATTENTION, lambda m: f"attention.{_ATTENTION_NAMES[m[1]]}"),
+        (r"selfAtt\.gamma", "attention.gamma"),
+        (r"blocs\.(\d+)\.1", lambda m: f"blocks.{int(m[1]) + 1}.conv1"),
+        (r"blocs\.(\d+)\.3", lambda m: f"blocks.{int(m[1]) + 1}.conv2"),
+        (r"sc\.(\d+)\.1", lambda m: f"blocks.{int(m[1]) + 1}.shortcut"),
+        (r"dense", "linear"),
+    ],
+    "netRecZ": [
+        (r"net\.blocs\.0\.0", "blocks.0.conv1"),
+        (r"net\.blocs\.0\.2", "blocks.0.conv2"),
+        (r"net\.blocs\.(\d+)\.1", r"blocks.\1.conv1"),
+        (r"net\.blocs\.(\d+)\.3", r"blocks.\1.conv2"),
+        (r"net\.sc\.(\d+)\.1", r"blocks.\1.shortcut"),
+        (r"net\.dense", "linear"),
+    ],
+}
+
+# Legacy spectral-norm tensors -> torch.nn.utils.parametrizations names.
+_SUFFIXES = {
+    "weight_orig": "parametrizations.weight.original",
+    "weight_u": "parametrizations.weight.0._u",
+    "weight_v": "parametrizations.weight.0._v",
+    "weight": "weight",
+    "bias": "bias",
+    "gamma": None,  # a bare parameter (self-attention's gamma): handled by the rules
+}
+
+
+class OfficialCheckpointError(ValueError):
+    """An official checkpoint that cannot be mapped (missing, unexpected or mis-shaped keys)."""
+
+
+def official_model_config(options: Union[argparse.Namespace, Mapping[str, Any]]) -> ModelConfig:
+    """The :class:`ModelConfig` of an official run, from its stored ``options``."""
+    opts = dict(vars(options)) if isinstance(options, argparse.Namespace) else dict(options)
+    nf = opts.get("nf", 64)
+
+    def width(name: str) -> int:
+        value = opts.get(name)
+        return nf if value is None else int(value)
+
+    return ModelConfig(
+        image_size=int(opts.get("sizex", 128)),
+        n_regions=int(opts.get("nMasks", 2)),
+        nz=int(opts.get("nz", 32)),
+        nf_mask=width("nfM"),
+        n_res_mask=int(opts.get("nResM", 3)),
+        nf_gen=width("nfX"),
+        nf_disc=width("nfD"),
+        nf_info=width("nfZ"),
+        self_attention_gen=bool(opts.get("useSelfAttG", False)),
+        self_attention_disc=bool(opts.get("useSelfAttD", False)),
+        temperature=float(opts.get("temperature", 1.0)),
+        pyramid_pooling="official",
+        init_gain=float(opts.get("initOrthoGain", 0.8)),
+    ).validate()
+
+
+def _map_key(network: str, key: str) -> str:
+    """One official key -> our key, or raise naming the key."""
+    for suffix, ours in _SUFFIXES.items():
+        if key == suffix or key.endswith("." + suffix):
+            prefix = key[: -len(suffix) - 1] if key != suffix else ""
+            break
+    else:
+        raise OfficialCheckpointError(f"{network}: unexpected key {key!r} (unknown parameter name)")
+    if suffix == "gamma":
+        prefix, ours = key, ""
+    for pattern, repl in _RULES[network]:
+        m = re.fullmatch(pattern, prefix)
+        if m:
+            base = repl(m) if callable(repl) else m.expand(repl)
+            return f"{base}.{ours}" if ours else base
+    raise OfficialCheckpointError(f"{network}: unexpected key {key!r} (no layer of ours corresponds)")
+
+
+def convert_state_dict(network: str, official: Mapping[str, torch.Tensor],
+                       target: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """Rename (and reshape 1x1-conv codes to linear weights) one official state dict.
+
+    ``target`` is our network's state dict, used to check that every key is present and
+    every shape fits; any missing, unexpected or mis-shaped key raises
+    :class:`OfficialCheckpointError` listing them.
+    """
+    if network not in _RULES:
+        raise OfficialCheckpointError(f"unknown official network {network!r}; valid: {sorted(_RULES)}")
+    converted: Dict[str, torch.Tensor] = {}
+    source: Dict[str, str] = {}
+    errors: List[str] = []
+    for key, value in official.items():
+        try:
+            ours = _map_key(network, key)
+        except OfficialCheckpointError as exc:
+            errors.append(str(exc))
+            continue
+        if ours not in target:
+            errors.append(f"{network}: unexpected key {key!r} (this configuration has no {ours!r})")
+            continue
+        expected = target[ours].shape
+        if value.shape != expected:
+            if value.numel() == target[ours].numel() and value.dim() == 4 and len(expected) == 2:
+                value = value.reshape(expected)  # 1x1 conv of z -> linear layer of z
+            else:
+                errors.append(f"{network}: {key!r} has shape {tuple(value.shape)}, expected {tuple(expected)}")
+                continue
+        converted[ours] = value
+        source[ours] = key
+    missing = [k for k in target if k not in converted]
+    if missing:
+        errors.append(f"{network}: missing {len(missing)} key(s) for {missing[:5]}{' ...' if len(missing) > 5 else ''}")
+    if errors:
+        raise OfficialCheckpointError("cannot load the official checkpoint:\n  " + "\n  ".join(errors))
+    return converted
+
+
+def _read(path_or_dict: Union[str, os.PathLike, Mapping[str, Any]]) -> Mapping[str, Any]:
+    if isinstance(path_or_dict, Mapping):
+        return path_or_dict
+    path = os.fspath(path_or_dict)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"official checkpoint {path!r} does not exist")
+    try:
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # corrupt file or a pickle with other classes
+        raise OfficialCheckpointError(f"{path}: not a loadable official ReDO checkpoint ({exc})") from exc
+
+
+def load_official(path_or_dict: Union[str, os.PathLike, Mapping[str, Any]]) -> ReDO:
+    """Build a :class:`ReDO` from an official checkpoint (a path or the loaded dict).
+
+    The configuration comes from ``options``; every network present in the file is loaded
+    (the others keep their fresh initialisation and are listed in ``model.official_networks``,
+    which names those loaded). The model is returned in eval mode.
+    """
+    checkpoint = _read(path_or_dict)
+    if "options" not in checkpoint:
+        raise OfficialCheckpointError("the checkpoint has no 'options' (the official argparse.Namespace)")
+    present = [name for name in OFFICIAL_NETWORKS if name in checkpoint]
+    if not present:
+        raise OfficialCheckpointError(
+            f"the checkpoint holds none of the official networks {list(OFFICIAL_NETWORKS)}; "
+            f"its keys are {sorted(checkpoint)}"
+        )
+    model = ReDO(official_model_config(checkpoint["options"]))
+    for name in present:
+        module = getattr(model, OFFICIAL_NETWORKS[name])
+        state = convert_state_dict(name, checkpoint[name], module.state_dict())
+        module.load_state_dict(state, strict=True)
+    model.official_networks = present
+    return model.eval()
