@@ -1,0 +1,35 @@
+"""Small helpers the notebooks and the command line share: seeding and device choice."""
+from __future__ import annotations
+
+import os
+import random
+
+import numpy as np
+import torch
+
+__all__ = ["seed_everything", "pick_device", "full_size_requested"]
+
+
+def seed_everything(seed: int = 0) -> None:
+    """Seed Python's, NumPy's and torch's (CPU and every CUDA device) generators."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """``auto``: CUDA when available, else the CPU; otherwise the named device.
+
+    Asking for CUDA where there is none fails with a message that says what to do.
+    """
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device {name!r} was requested but CUDA is not available; use --device cpu or auto")
+    return device
+
+
+def full_size_requested() -> bool:
+    """True when ``REDO_FULL=1``: notebooks switch from small CPU defaults to GPU settings."""
+    return os.environ.get("REDO_FULL", "0").strip().lower() in ("1", "true", "yes")
