@@ -31,14 +31,17 @@ test: venv chromium
 	$(PY) -m pytest tests --nbval-lax --nbval-current-env --nbval-cell-timeout=900 book
 
 # From a clean _build: an unchanged incremental build re-reads nothing and passes.
-# The stamp file tells tests/test_book_site.py that this build is complete and fresh.
+# Without MPLBACKEND (exported as Agg above) the notebook kernels plot inline, as in Jupyter.
+# The stamp (dated when the build started) tells tests/test_book_site.py that this
+# complete build is newer than every source it was made from.
 book: venv widget-js
 	rm -rf _build/html _build/.doctrees _build/jupyter_execute
-	$(VENV)/bin/jupyter-book build . -W --keep-going
-	touch _build/html/.book-build-ok
+	mkdir -p _build && touch _build/.book-build-start
+	env -u MPLBACKEND $(VENV)/bin/jupyter-book build . -W --keep-going
+	touch -r _build/.book-build-start _build/html/.book-build-ok
 
-# Widget manager and require.js from the npm registry (pinned, hash-checked) into
-# book/_widgets/ (git-ignored), which _config.yml copies into the site.
+# Widget manager, require.js and MathJax from the npm registry (pinned, hash-checked)
+# into book/_widgets/ (git-ignored), which _config.yml copies into the site.
 widget-js: venv
 	$(PY) tools/fetch_widget_js.py
 
