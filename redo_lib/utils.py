@@ -33,3 +33,26 @@ def pick_device(name: str = "auto") -> torch.device:
 def full_size_requested() -> bool:
     """True when ``REDO_FULL=1``: notebooks switch from small CPU defaults to GPU settings."""
     return os.environ.get("REDO_FULL", "0").strip().lower() in ("1", "true", "yes")
+
+
+def shipped_checkpoint(name: str = "synthetic") -> "os.PathLike[str]":
+    """Path of a checkpoint shipped in the repository, ``data/checkpoints/<name>.pt``.
+
+    Looked for above the current folder (notebooks run in ``book/``) and above the package
+    (an editable install). A pip-installed package has no ``data/``: clone the repository
+    (the book's set-up cell does that on Colab).
+    """
+    from pathlib import Path
+
+    relative = Path("data") / "checkpoints" / f"{name}.pt"
+    starts = [Path.cwd(), Path(__file__).resolve().parent]
+    for start in starts:
+        for folder in (start, *start.parents):
+            candidate = folder / relative
+            if candidate.is_file():
+                return candidate
+    raise FileNotFoundError(
+        f"no shipped checkpoint {relative} above {', '.join(str(s) for s in starts)}; "
+        "clone the repository (git clone https://github.com/redo-book/redo-book) and run from it, "
+        f"or train one: redo train --preset {name}"
+    )
