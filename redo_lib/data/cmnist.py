@@ -1,0 +1,213 @@
+"""Colored-2-MNIST, the official toy data set for K = 3 (spec section 6).
+
+Each image is a canvas of one random grey-ish colour with two MNIST digits pasted on it:
+an even digit in a dark colour and an odd digit in a light colour, each scaled to 7/16
+of the canvas (56 x 56 on 128 x 128) with nearest interpolation, binarised at 0.5, at a
+random position and in a random stacking order. Masks are one-hot over three channels:
+even digit, odd digit, background (the official channel order).
+
+Colours follow the official generator (RGB in [0, 1]): background uniform in
+[0.33, 0.66] per channel with R = G; dark digit uniform in [0, 0.33] with G = B; light
+digit uniform in [0.66, 1] with R = B. Positions are uniform integers in
+``[0, S - d - 1]`` (the official range, which never touches the last row or column).
+
+Differences from the official loader, which draws digits in data-set order from shared
+iterators and reports a length of 1000 for every split: here item ``i`` of a split is a
+pure function of ``(seed, split, i)`` (its digits are picked at random from the split's
+pool of even / odd digits), so items are reproducible, order-free and worker-safe.
+
+Splits: ``train`` uses the first 50,000 images of MNIST's training set, ``val`` its last
+10,000, ``test`` MNIST's test set (10,000); the official code had no separate
+validation pool. The default length of a split is the size of its pool.
+
+Files: torchvision's layout, ``root/MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte``
+(optionally ``.gz``), as written by ``redo data download mnist --root DIR`` or by
+``torchvision.datasets.MNIST(root, download=True)``.
+"""
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+from types import MappingProxyType
+from typing import Dict, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+
+from .base import PathLike, ProceduralDataset, check_split, download_hint
+from .errors import CorruptFileError, MissingDataError
+from .hashing import stream_key, uniforms
+
+__all__ = ["ColoredMNIST", "read_idx", "load_mnist", "mnist_file", "MNIST_FILES", "VAL_SIZE"]
+
+MNIST_FILES: Mapping[str, str] = MappingProxyType({
+    "train_images": "train-images-idx3-ubyte",
+    "train_labels": "train-labels-idx1-ubyte",
+    "test_images": "t10k-images-idx3-ubyte",
+    "test_labels": "t10k-labels-idx1-ubyte",
+})
+#: images at the end of MNIST's training set kept for validation
+VAL_SIZE = 10000
+_IDX_TYPES: Mapping[int, object] = MappingProxyType(
+    {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+)
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """Parse an idx file (LeCun's MNIST format), gzip-compressed or not.
+
+    Header: two zero bytes, a type code, the number of dimensions, then one big-endian
+    uint32 per dimension; the data follow in C order.
+    """
+    try:
+        opener = gzip.open if path.suffix == ".gz" else open
+        with opener(path, "rb") as handle:
+            data = handle.read()
+    except FileNotFoundError:
+        raise MissingDataError(f"MNIST file not found: {path}") from None
+    except (OSError, EOFError) as error:
+        raise CorruptFileError(f"cannot read {path}: {error}") from error
+    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _IDX_TYPES:
+        raise CorruptFileError(f"{path} is not an idx file (bad magic number)")
+    ndim = data[3]
+    header = 4 + 4 * ndim
+    if len(data) < header:
+        raise CorruptFileError(f"{path} is truncated (incomplete header)")
+    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    dtype = np.dtype(_IDX_TYPES[data[2]])
+    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if len(data) - header != expected:
+        raise CorruptFileError(
+            f"{path} is truncated or corrupt: header announces shape {shape} "
+            f"({expected} bytes of data), found {len(data) - header} bytes"
+        )
+    return np.frombuffer(data, dtype=dtype, offset=header).reshape(shape)
+
+
+def mnist_file(root: Path, key: str) -> Path:
+    """Path of one MNIST file under ``root/MNIST/raw``: the plain file, else its ``.gz``."""
+    raw = Path(root) / "MNIST" / "raw"
+    plain = raw / MNIST_FILES[key]
+    if plain.is_file():
+        return plain
+    compressed = raw / (MNIST_FILES[key] + ".gz")
+    if compressed.is_file():
+        return compressed
+    raise MissingDataError(
+        f"MNIST (for cmnist) not found: neither {plain} nor {compressed} exists."
+        + download_hint("mnist", root)
+    )
+
+
+def load_mnist(root: PathLike, train: bool) -> Tuple[np.ndarray, np.ndarray]:
+    """``(images (N, 28, 28) uint8, labels (N,) uint8)`` of MNIST's train or test set."""
+    root = Path(root)
+    prefix = "train" if train else "test"
+    images_path, labels_path = mnist_file(root, f"{prefix}_images"), mnist_file(root, f"{prefix}_labels")
+    images, labels = read_idx(images_path), read_idx(labels_path)
+    if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+        raise CorruptFileError(
+            f"MNIST files disagree: {images_path} has shape {images.shape}, {labels_path} has shape {labels.shape}"
+        )
+    return images, labels
+
+
+class ColoredMNIST(ProceduralDataset):
+    """Colored-2-MNIST (K = 3), deterministic by ``(seed, split, index)``.
+
+    Args:
+        root: folder containing ``MNIST/raw`` (torchvision's layout).
+        split: ``"train"`` (MNIST train minus its last 10,000), ``"val"`` (those 10,000)
+            or ``"test"`` (MNIST test).
+        image_size: canvas side S (digits are ``round(7 S / 16)`` pixels: 56 at 128).
+        seed: random seed of the compositions.
+        length: number of items (default: the number of MNIST images in the split).
+        val_size: images at the end of MNIST's training set used for ``val`` (10,000).
+    """
+
+    name = "cmnist"
+    n_regions = 3
+    has_masks = True
+
+    def __init__(
+        self,
+        root: PathLike,
+        split: str,
+        image_size: int = 128,
+        seed: int = 0,
+        length: Optional[int] = None,
+        val_size: int = VAL_SIZE,
+    ) -> None:
+        super().__init__()
+        self.split = check_split(self.name, split, self.splits)
+        if image_size < 16:
+            raise ValueError(f"image_size must be at least 16, got {image_size}")
+        self.root = Path(root)
+        self.image_size = int(image_size)
+        self.seed = int(seed)
+        images, labels = load_mnist(self.root, train=split != "test")
+        if split != "test":
+            if not 0 < val_size < len(images):
+                raise CorruptFileError(
+                    f"MNIST training set at {self.root} has {len(images)} images, "
+                    f"need more than val_size={val_size}"
+                )
+            cut = slice(None, -val_size) if split == "train" else slice(-val_size, None)
+            images, labels = images[cut], labels[cut]
+        self.digit_size = int(round(self.image_size * 7 / 16))
+        # nearest-neighbour resampling of the 28 x 28 digit, then binarisation at 0.5
+        source = np.minimum(((np.arange(self.digit_size) + 0.5) * images.shape[1] / self.digit_size).astype(np.int64), images.shape[1] - 1)
+        self._even = np.flatnonzero(labels % 2 == 0)
+        self._odd = np.flatnonzero(labels % 2 == 1)
+        if len(self._even) == 0 or len(self._odd) == 0:
+            raise CorruptFileError(f"MNIST {split} pool at {self.root} lacks even or odd digits")
+        self._images = images
+        self._source = source
+        self.length = len(images) if length is None else int(length)
+        self._key = stream_key(self.seed, "redo-cmnist", self.split)
+
+    def _digit(self, index: int) -> np.ndarray:
+        digit = self._images[index][np.ix_(self._source, self._source)]
+        return digit > 127  # ToTensor() / 255 > 0.5
+
+    def batch(self, indices: Sequence[int]) -> Dict[str, torch.Tensor]:
+        idx = self._check_indices(indices)
+        size, d = self.image_size, self.digit_size
+        u = uniforms(self._key, idx, 16)
+        n = len(idx)
+        images = np.empty((n, 3, size, size), dtype=np.float32)
+        masks = np.zeros((n, 3, size, size), dtype=np.float32)
+        span = size - d  # positions 0 .. size - d - 1
+        for row in range(n):
+            p = u[row]
+            grey = 0.33 + 0.33 * p[0:3]
+            background = np.array([grey[1], grey[1], grey[2]], dtype=np.float32)
+            dark = 0.33 * p[3:6]
+            dark_colour = np.array([dark[0], dark[2], dark[2]], dtype=np.float32)
+            light = 0.66 + 0.34 * p[6:9]
+            light_colour = np.array([light[2], light[1], light[2]], dtype=np.float32)
+            digits = (
+                self._digit(int(self._even[int(p[9] * len(self._even))])),
+                self._digit(int(self._odd[int(p[10] * len(self._odd))])),
+            )
+            positions = [(int(p[11] * span), int(p[12] * span)), (int(p[13] * span), int(p[14] * span))]
+            order = (0, 1) if p[15] < 0.5 else (1, 0)
+            canvas = np.broadcast_to(background[:, None, None], (3, size, size)).copy()
+            label = np.full((size, size), 2, dtype=np.int64)
+            for k in order:
+                top, left = positions[k]
+                window = (slice(top, top + d), slice(left, left + d))
+                colour = dark_colour if k == 0 else light_colour
+                canvas[(slice(None),) + window][:, digits[k]] = colour[:, None]
+                label[window][digits[k]] = k
+            images[row] = canvas
+            masks[row] = label[None] == np.arange(3)[:, None, None]
+        images *= 2
+        images -= 1
+        return {"image": torch.from_numpy(images), "mask": torch.from_numpy(masks), "index": torch.from_numpy(idx.copy())}
+
+    def __repr__(self) -> str:
+        return (
+            f"ColoredMNIST(split={self.split!r}, length={self.length}, image_size={self.image_size}, "
+            f"seed={self.seed}, root={str(self.root)!r})"
+        )
