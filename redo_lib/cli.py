@@ -1,0 +1,507 @@
+"""The ``redo`` command (also ``python -m redo_lib``).
+
+Sub-commands::
+
+    redo train --preset NAME [--dataset NAME] [--data-root DIR] [--out DIR] [--steps N]
+               [--batch-size B] [--image-size S] [--device auto|cpu|cuda] [--seed S]
+               [--resume] [--eval-every N] [--amp] [--compile] [--channels-last]
+               [--lr-mask LR] [--lr-gen LR] [--lr-disc LR] [--lr-info LR]
+               [--set section.option=value ...] [--tensorboard] [--print-config]
+    redo evaluate (--checkpoint FILE | --baseline NAME) [--dataset NAME] [--data-root DIR]
+                  [--split test] [--image-size S] [--json]
+    redo redraw --checkpoint FILE [--dataset NAME] [--n-images 4] [--n-z 4] [--seed 0] --output FILE.png
+    redo convert-official INPUT.pth OUTPUT.pt
+    redo data {download,check,list} ...
+
+``--steps`` is the run's total number of iterations: ``redo train --resume --out DIR
+--steps N`` continues the run in DIR up to N. Several GPUs: ``torchrun --nproc_per_node G
+-m redo_lib train ...`` (``--batch-size`` is per process).
+
+User errors (bad values, missing files, incompatible checkpoints, data problems) print a
+single ``error: ...`` line and exit with status 2; a diverged run exits with status 1.
+Set ``REDO_DEBUG=1`` to see the traceback instead.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+__all__ = ["main", "build_parser", "apply_set", "UsageError"]
+
+EXIT_USAGE = 2
+EXIT_DIVERGED = 1
+
+
+class UsageError(ValueError):
+    """A command-line mistake (printed as one ``error:`` line, exit status 2)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (``error: ...``) and exit status 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        print(f"error: {message} (see '{self.prog} --help')", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)
+
+
+# ----------------------------------------------------------------------------- configuration
+def _parse_bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"expected a boolean (true/false), got {text!r}")
+
+
+def apply_set(config, assignment: str) -> None:
+    """Apply one ``section.option=value`` to a :class:`~redo_lib.ReDOConfig` in place."""
+    if "=" not in assignment:
+        raise UsageError(f"--set {assignment!r}: expected section.option=value")
+    key, value = assignment.split("=", 1)
+    key = key.strip()
+    sections = [f.name for f in dataclasses.fields(config)]
+    if "." not in key:
+        raise UsageError(f"--set {key!r}: expected section.option (sections: {', '.join(sections)})")
+    section_name, option = key.split(".", 1)
+    if section_name not in sections:
+        raise UsageError(f"--set {key!r}: unknown section {section_name!r}; valid sections: {', '.join(sections)}")
+    section = getattr(config, section_name)
+    fields = {f.name: f for f in dataclasses.fields(section)}
+    if option not in fields:
+        raise UsageError(f"--set {key!r}: unknown option {option!r} in section '{section_name}'; "
+                         f"valid options: {', '.join(fields)}")
+    current = getattr(section, option)
+    try:
+        if isinstance(current, bool):
+            parsed: Any = _parse_bool(value)
+        elif isinstance(current, int):
+            parsed = int(value)
+        elif isinstance(current, float):
+            parsed = float(value)
+        else:
+            parsed = value
+    except ValueError:
+        raise UsageError(f"--set {key}={value}: expected a value of type {type(current).__name__}") from None
+    setattr(section, option, parsed)
+
+
+# option name on the command line -> (section, field)
+_TRAIN_OPTIONS = {
+    "dataset": ("train", "dataset"),
+    "data_root": ("train", "data_root"),
+    "steps": ("train", "steps"),
+    "batch_size": ("train", "batch_size"),
+    "image_size": ("model", "image_size"),
+    "device": ("train", "device"),
+    "seed": ("train", "seed"),
+    "eval_every": ("train", "eval_every"),
+    "max_eval_images": ("train", "max_eval_images"),
+    "d_steps": ("train", "d_steps"),
+    "num_workers": ("train", "num_workers"),
+    "auto_restart": ("train", "auto_restart"),
+    "lambda_z": ("loss", "lambda_z"),
+    "lr_mask": ("optim", "lr_mask"),
+    "lr_gen": ("optim", "lr_gen"),
+    "lr_disc": ("optim", "lr_disc"),
+    "lr_info": ("optim", "lr_info"),
+}
+_TRAIN_FLAGS = {"amp": "amp", "compile": "compile", "channels_last": "channels_last"}
+
+
+def _apply_overrides(config, args: argparse.Namespace) -> List[str]:
+    """Apply the explicit options to ``config``; returns the ``section.option`` names set."""
+    given: List[str] = []
+    for name, (section, field) in _TRAIN_OPTIONS.items():
+        value = getattr(args, name, None)
+        if value is not None:
+            setattr(getattr(config, section), field, value)
+            given.append(f"{section}.{field}")
+    for name, field in _TRAIN_FLAGS.items():
+        if getattr(args, name, False):
+            setattr(config.train, field, True)
+            given.append(f"train.{field}")
+    for assignment in args.set or []:
+        apply_set(config, assignment)
+        given.append(assignment.split("=", 1)[0].strip())
+    return given
+
+
+# ----------------------------------------------------------------------------- data sets
+def _data_module():
+    try:
+        import redo_lib.data as data
+    except ImportError as error:  # pragma: no cover - the data layer ships with the package
+        raise UsageError(f"the data layer (redo_lib.data) is not available: {error}") from error
+    return data
+
+
+def _data_root(name: str, root: Optional[str]) -> Optional[str]:
+    if root:
+        return root
+    data = _data_module()
+    info = getattr(data, "DATASETS", {}).get(name)
+    if info is not None and not info.needs_root:
+        return None
+    try:
+        from redo_lib.data.cli import default_root
+
+        return str(default_root(name))
+    except ImportError:  # pragma: no cover
+        return str(Path("data") / name)
+
+
+def load_split(name: str, root: Optional[str], split: str, image_size: int, n_regions: int):
+    """One split through :func:`redo_lib.data.load_dataset` (root defaults to ``data/NAME``)."""
+    data = _data_module()
+    kwargs: Dict[str, Any] = {}
+    if name in ("synthetic", "folder"):
+        kwargs["n_regions"] = n_regions
+    return data.load_dataset(name, _data_root(name, root), split, image_size=image_size, **kwargs)
+
+
+def _user_errors() -> tuple:
+    errors: List[type] = [ValueError, FileNotFoundError, NotADirectoryError, PermissionError]
+    try:
+        from redo_lib.data.errors import DataError
+
+        errors.append(DataError)
+    except ImportError:  # pragma: no cover
+        pass
+    return tuple(errors)
+
+
+# ----------------------------------------------------------------------------- train
+def _train_config(args: argparse.Namespace):
+    """(config, out folder, stored config or None) for ``redo train``."""
+    from .config import PRESETS, get_preset
+    from .training.checkpoint import check_resumable, config_of, load_checkpoint
+
+    out = Path(args.out) if args.out else Path("runs") / (args.preset or "run")
+    last = out / "last.pt"
+    stored = None
+    if not args.resume and last.is_file() and not args.print_config:
+        raise UsageError(f"{out} already holds a run (last.pt); pass --resume to continue it "
+                         f"or choose another --out")
+    if args.resume and last.is_file():
+        stored = config_of(load_checkpoint(last), last)
+    if args.preset is None and stored is None:
+        hint = f" (no checkpoint to resume in {out})" if args.resume else ""
+        raise UsageError(f"--preset is required{hint}; valid presets: {', '.join(PRESETS)}")
+
+    if stored is None:
+        config = get_preset(args.preset)
+        _apply_overrides(config, args)
+        config.validate()
+        return config, out, None
+
+    # Resuming: the stored configuration, with the explicit options on top.
+    config = dataclasses.replace(stored, **{s: dataclasses.replace(getattr(stored, s))
+                                            for s in ("model", "loss", "optim", "train")})
+    _apply_overrides(config, args)
+    config.validate()
+    if args.preset is not None:
+        # The networks, losses and optimisers of the named preset must be those stored.
+        wanted = get_preset(args.preset)
+        _apply_overrides(wanted, args)
+        wanted.train = config.train
+        check_resumable(stored, wanted, last)
+    check_resumable(stored, config, last)
+    return config, out, stored
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .training.distributed import init_from_env, shutdown
+    from .training.trainer import Trainer, check_train_config, resolve_device
+
+    config, out, stored = _train_config(args)
+    check_train_config(config)
+    if args.print_config:
+        print(json.dumps(config.to_dict(), indent=2))
+        return 0
+    device_type = resolve_device(config.train.device).type
+    dist = init_from_env(device_type)
+    try:
+        t = config.train
+        train_set = load_split(t.dataset, t.data_root or None, "train", config.model.image_size,
+                               config.model.n_regions)
+        try:
+            val_set = load_split(t.dataset, t.data_root or None, "val", config.model.image_size,
+                                 config.model.n_regions)
+        except _user_errors() as error:
+            if dist.is_main:
+                print(f"note: no validation split ({error}); training without it", file=sys.stderr)
+            val_set = None
+        if val_set is not None and len(val_set) == 0:
+            val_set = None
+        if len(train_set) == 0:
+            raise UsageError(f"the training split of {t.dataset!r} is empty")
+        if dist.is_main:
+            n_val = "no" if val_set is None else len(val_set)
+            print(f"redo train: {t.dataset} ({len(train_set)} train / {n_val} val images, "
+                  f"{config.model.image_size} px), {t.steps} steps of batch {t.batch_size}"
+                  f"{f' x {dist.world_size} processes' if dist.enabled else ''}, out {out}",
+                  file=sys.stderr)
+        trainer = Trainer(config, out, train_set, val_set, resume=args.resume,
+                          progress=not args.quiet, tensorboard=args.tensorboard, dist=dist)
+        summary = trainer.fit()
+    finally:
+        shutdown(dist)
+    if dist.is_main:
+        best = summary["best_iou"]
+        best_text = "no validation score" if best is None else f"best IoU {best:.4f} at step {summary['best_step']}"
+        print(f"done: step {summary['step']}, {best_text}, {summary['restarts']} restart(s); "
+              f"checkpoints in {out}")
+    return 0
+
+
+# ----------------------------------------------------------------------------- evaluate
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    import torch
+
+    from .training.evaluation import evaluate_masks, has_masks
+    from .training.trainer import resolve_device
+
+    device = resolve_device(args.device)
+    if (args.checkpoint is None) == (args.baseline is None):
+        raise UsageError("give exactly one of --checkpoint FILE or --baseline NAME")
+    step = None
+    if args.baseline is not None:
+        from .baselines import BASELINES
+
+        if args.baseline not in BASELINES:
+            raise UsageError(f"unknown baseline {args.baseline!r}; valid baselines: {', '.join(BASELINES)}")
+        if args.dataset is None:
+            raise UsageError("--baseline needs --dataset (and --image-size, default 128; 32 for synthetic)")
+        dataset_name = args.dataset
+        image_size = args.image_size or (32 if dataset_name == "synthetic" else 128)
+        root = args.data_root
+        function = BASELINES[args.baseline]
+        predict = lambda images: function(images.cpu()).to(images.device)  # noqa: E731 (numpy-based ones)
+        n_regions = 2
+        source = {"baseline": args.baseline}
+    else:
+        from .training.checkpoint import load_checkpoint, load_model
+
+        model, config = load_model(args.checkpoint, device)
+        try:
+            step = load_checkpoint(args.checkpoint).get("step")
+        except ValueError:
+            step = None  # official file converted on the fly
+        dataset_name = args.dataset or config.train.dataset
+        image_size = args.image_size or config.model.image_size
+        root = args.data_root or (config.train.data_root if dataset_name == config.train.dataset else None) or None
+        predict = model.mask_net
+        n_regions = config.model.n_regions
+        source = {"checkpoint": str(args.checkpoint), "step": step}
+    dataset = load_split(dataset_name, root, args.split, image_size, n_regions)
+    if len(dataset) == 0:
+        raise UsageError(f"the {args.split} split of {dataset_name!r} is empty")
+    if not has_masks(dataset):
+        raise UsageError(f"the {args.split} split of {dataset_name!r} has no ground-truth masks to score "
+                         f"against; choose another --split")
+    amp = torch.bfloat16 if (args.amp and device.type == "cuda") else None
+    scores = evaluate_masks(predict, dataset, n_regions, batch_size=args.batch_size,
+                            max_images=args.max_images, device=device, num_workers=args.num_workers,
+                            autocast_dtype=amp)
+    result = {**source, "dataset": dataset_name, "split": args.split, "image_size": image_size, **scores}
+    if args.json:
+        print(json.dumps(result))
+    else:
+        what = f"baseline {args.baseline}" if args.baseline else f"{args.checkpoint}" + (
+            f" (step {step})" if step is not None else "")
+        print(f"{what} on {dataset_name} {args.split} ({scores['n_images']} images, {image_size} px)")
+        print(f"  per-image polarity (official): accuracy {scores['accuracy']:.4f}  IoU {scores['iou']:.4f}")
+        print(f"  data-set polarity (strict):    accuracy {scores['accuracy_dataset']:.4f}  "
+              f"IoU {scores['iou_dataset']:.4f}")
+        print(f"  smaller region covers {scores['min_region_size']:.3f} of the pixels")
+    return 0
+
+
+# ----------------------------------------------------------------------------- redraw
+def cmd_redraw(args: argparse.Namespace) -> int:
+    from .training.checkpoint import load_model
+    from .training.data import iterate_batches
+    from .training.evaluation import has_masks
+    from .training.trainer import resolve_device
+
+    if args.n_images < 1 or args.n_z < 1:
+        raise UsageError("--n-images and --n-z must be at least 1")
+    device = resolve_device(args.device)
+    model, config = load_model(args.checkpoint, device)
+    dataset_name = args.dataset or config.train.dataset
+    root = args.data_root or (config.train.data_root if dataset_name == config.train.dataset else None) or None
+    dataset = load_split(dataset_name, root, args.split, config.model.image_size, config.model.n_regions)
+    if len(dataset) == 0:
+        raise UsageError(f"the {args.split} split of {dataset_name!r} is empty")
+    n = min(args.n_images, len(dataset))
+    batch = next(iterate_batches(dataset, n, max_items=n))
+    images = batch["image"].to(device)
+    truth = batch["mask"].to(device) if has_masks(dataset) and "mask" in batch else None
+    output = Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        from .viz import redraw_figure
+    except ImportError:
+        redraw_figure = None
+    if redraw_figure is None:  # pragma: no cover - viz ships with the package
+        from .training.samples import basic_sample_grid, fixed_codes, save_grid
+
+        save_grid(basic_sample_grid(model, images, truth, fixed_codes(args.n_z, model.nz, args.seed)), output)
+    else:
+        import matplotlib
+
+        matplotlib.use("Agg", force=False)
+        import matplotlib.pyplot as plt
+
+        figure = redraw_figure(model, images, truth=truth, n_z=args.n_z, seed=args.seed)
+        figure.savefig(output, dpi=args.dpi, bbox_inches="tight")
+        plt.close(figure)
+    print(f"wrote {output}")
+    return 0
+
+
+# ----------------------------------------------------------------------------- convert
+def cmd_convert_official(args: argparse.Namespace) -> int:
+    from .training.convert import convert_official
+
+    if not Path(args.input).is_file():
+        raise UsageError(f"official checkpoint not found: {args.input}")
+    state = convert_official(args.input, args.output)
+    cfg = state["config"]
+    print(f"wrote {args.output}: networks {', '.join(state.get('official_networks', []))}; "
+          f"{cfg['model']['image_size']} px, K={cfg['model']['n_regions']}, nf_gen={cfg['model']['nf_gen']}, "
+          f"data set {cfg['train']['dataset']}")
+    return 0
+
+
+# ----------------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+    from .config import PRESETS
+
+    parser = _Parser(prog="redo", description="ReDO: unsupervised object segmentation by redrawing "
+                     "(Chen et al., NeurIPS 2019).")
+    parser.add_argument("--version", action="version", version=f"redo_lib {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    commands.required = True
+
+    # train
+    train = commands.add_parser("train", help="train a model (or --resume a run)",
+                                description="Train ReDO. A preset sets the networks, the training "
+                                "hyper-parameters and a default data set; options override it.")
+    train.add_argument("--preset", choices=list(PRESETS), metavar="NAME",
+                       help=f"one of: {', '.join(PRESETS)} (required unless resuming)")
+    train.add_argument("--dataset", metavar="NAME", help="data set (default: the preset's)")
+    train.add_argument("--data-root", metavar="DIR", help="data set folder (default: data/NAME)")
+    train.add_argument("--out", metavar="DIR", help="run folder (default: runs/PRESET)")
+    train.add_argument("--steps", type=int, metavar="N", help="TOTAL number of iterations of the run")
+    train.add_argument("--batch-size", type=int, metavar="B", help="batch size (per process); 25 is the paper's")
+    train.add_argument("--image-size", type=int, metavar="S", help="32, 64 or 128")
+    train.add_argument("--device", metavar="D", help="auto (default), cpu, cuda or cuda:N")
+    train.add_argument("--seed", type=int, metavar="S")
+    train.add_argument("--resume", action="store_true", help="continue the run in --out up to --steps")
+    train.add_argument("--eval-every", type=int, metavar="N", help="evaluate and checkpoint every N steps")
+    train.add_argument("--max-eval-images", type=int, metavar="N", help="score only the first N validation images")
+    train.add_argument("--d-steps", type=int, metavar="N", help="D updates per generator update")
+    train.add_argument("--auto-restart", type=float, metavar="X",
+                       help="restart when the smaller region is below X (0: off)")
+    train.add_argument("--lambda-z", type=float, metavar="W", help="weight of the information loss")
+    train.add_argument("--num-workers", type=int, metavar="N", help="data-loading processes")
+    for name, what in (("mask", "F"), ("gen", "the generators"), ("disc", "D"), ("info", "delta")):
+        train.add_argument(f"--lr-{name}", type=float, metavar="LR", help=f"learning rate of {what}")
+    train.add_argument("--amp", action="store_true", help="mixed precision on CUDA (bf16, else fp16)")
+    train.add_argument("--compile", action="store_true", help="torch.compile the networks")
+    train.add_argument("--channels-last", action="store_true", help="channels-last memory format")
+    train.add_argument("--set", action="append", metavar="SECTION.OPTION=VALUE",
+                       help="any configuration option, e.g. --set loss.regions=one (repeatable)")
+    train.add_argument("--tensorboard", action="store_true", help="also log to OUT/tensorboard")
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.add_argument("--print-config", action="store_true", help="print the configuration as JSON and exit")
+    train.set_defaults(func=cmd_train)
+
+    # evaluate
+    evaluate = commands.add_parser("evaluate", help="score a checkpoint or a baseline on a split",
+                                   description="Accuracy and IoU under both protocols: per-image polarity "
+                                   "(official) and one polarity for the whole data set.")
+    evaluate.add_argument("--checkpoint", metavar="FILE", help="a redo_lib (or official) checkpoint")
+    evaluate.add_argument("--baseline", metavar="NAME",
+                          help="all-foreground, centred-disk, kmeans or grabcut instead of a checkpoint")
+    evaluate.add_argument("--dataset", metavar="NAME", help="default: the checkpoint's")
+    evaluate.add_argument("--data-root", metavar="DIR")
+    evaluate.add_argument("--split", default="test", help="train, val or test (default test)")
+    evaluate.add_argument("--image-size", type=int, metavar="S", help="default: the checkpoint's")
+    evaluate.add_argument("--batch-size", type=int, default=50, metavar="B")
+    evaluate.add_argument("--max-images", type=int, default=0, metavar="N", help="only the first N images")
+    evaluate.add_argument("--device", default="auto")
+    evaluate.add_argument("--num-workers", type=int, default=0, metavar="N")
+    evaluate.add_argument("--amp", action="store_true", help="bf16 autocast on CUDA")
+    evaluate.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    evaluate.set_defaults(func=cmd_evaluate)
+
+    # redraw
+    redraw = commands.add_parser("redraw", help="figure of redrawn objects and backgrounds",
+                                 description="Images, truth, masks and each region redrawn with fixed codes "
+                                 "(the reproducibility report's Figure 2).")
+    redraw.add_argument("--checkpoint", required=True, metavar="FILE")
+    redraw.add_argument("--dataset", metavar="NAME", help="default: the checkpoint's")
+    redraw.add_argument("--data-root", metavar="DIR")
+    redraw.add_argument("--split", default="test")
+    redraw.add_argument("--n-images", type=int, default=4, metavar="N")
+    redraw.add_argument("--n-z", type=int, default=4, metavar="N", help="codes per region")
+    redraw.add_argument("--seed", type=int, default=0, help="seed of the fixed codes")
+    redraw.add_argument("--device", default="auto")
+    redraw.add_argument("--dpi", type=float, default=100.0)
+    redraw.add_argument("--output", required=True, metavar="FILE.png")
+    redraw.set_defaults(func=cmd_redraw)
+
+    # convert-official
+    convert = commands.add_parser("convert-official", help="official ReDO weights -> a redo_lib checkpoint")
+    convert.add_argument("input", metavar="INPUT.pth")
+    convert.add_argument("output", metavar="OUTPUT.pt")
+    convert.set_defaults(func=cmd_convert_official)
+
+    # data (the data layer's own sub-commands)
+    try:
+        from .data.cli import add_data_parser
+    except ImportError:  # pragma: no cover
+        pass
+    else:
+        add_data_parser(commands)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Entry point of the ``redo`` console script; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(list(argv) if argv is not None else None)
+    debug = os.environ.get("REDO_DEBUG", "") not in ("", "0")
+    from .training.trainer import TrainingDiverged
+
+    try:
+        return int(args.func(args) or 0)
+    except SystemExit:
+        raise
+    except TrainingDiverged as error:
+        if debug:
+            raise
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_DIVERGED
+    except _user_errors() as error:
+        if debug:
+            raise
+        message = str(error).strip().replace("\n", " ") or type(error).__name__
+        print(f"error: {message}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("interrupted: the last checkpoint is kept (redo train --resume continues it)", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

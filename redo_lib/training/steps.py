@@ -1,0 +1,75 @@
+r"""The two halves of one training iteration, as modules (so that DDP can wrap them).
+
+- :class:`GeneratorStep` holds F, the generators and delta, which one loss updates
+  together: :math:`-\mathbb{E}[D(I_{gen})] + \lambda_z \mathcal{L}_{info}`. D is only
+  *called* (held outside the module's parameters, so DDP never syncs it here).
+- :class:`DiscriminatorStep` holds D: the hinge loss on reals and (given) fakes, D
+  called on the reals first, then on the fakes, as the official loop does (every call in
+  train mode is one power iteration of spectral norm, spec section 8).
+"""
+from __future__ import annotations
+
+from typing import Optional, Tuple
+
+import torch
+from torch import nn
+
+from ..generative import redraw
+from ..losses import discriminator_hinge_loss, generator_adversarial_loss, information_loss
+
+__all__ = ["GeneratorStep", "DiscriminatorStep", "make_fakes"]
+
+
+def make_fakes(model, images: torch.Tensor, z: torch.Tensor, region: Optional[int]) -> torch.Tensor:
+    """The images D judges: all K composites (B*K), or region ``region``'s only (B)."""
+    if region is None:
+        return redraw(model, images, z).fakes
+    return redraw(model, images, z, regions=[region]).fakes
+
+
+class GeneratorStep(nn.Module):
+    """F + G_1..G_K + delta; ``forward`` returns ``(g_adv, info_loss, fakes)``."""
+
+    def __init__(self, mask_net: nn.Module, generator: nn.Module, info_net: Optional[nn.Module],
+                 discriminator: nn.Module, n_regions: int, nz: int, info_kind: str = "mean_squared") -> None:
+        super().__init__()
+        self.mask_net = mask_net
+        self.generator = generator
+        self.info_net = info_net  # None when lambda_z == 0 (delta unused, as in the official code)
+        # Not a registered submodule: D's parameters stay out of this module (and of its DDP).
+        object.__setattr__(self, "_discriminator", discriminator)
+        self.n_regions = n_regions
+        self.nz = nz
+        self.info_kind = info_kind
+
+    def forward(self, images: torch.Tensor, z: torch.Tensor,
+                region: Optional[int] = None) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        if region is None:
+            r = redraw(self, images, z)
+        else:
+            r = redraw(self, images, z, regions=[region])
+        fakes = r.fakes
+        g_adv = generator_adversarial_loss(self._discriminator(fakes).float())
+        if self.info_net is None:
+            info = g_adv.new_zeros(())
+        elif region is None:
+            # delta sees the fully generated image sum_k G_k(M_k, z_k) (official code)
+            info = information_loss(self.info_net(r.full).float(), z.float(), self.info_kind)
+        else:
+            # preprint: delta sees the partially redrawn image and predicts z_i
+            info = information_loss(self.info_net(fakes)[:, region].float(), z[:, region].float(),
+                                    self.info_kind)
+        return g_adv, info, fakes
+
+
+class DiscriminatorStep(nn.Module):
+    """D; ``forward(reals, fakes)`` returns the hinge loss (to minimise)."""
+
+    def __init__(self, discriminator: nn.Module) -> None:
+        super().__init__()
+        self.discriminator = discriminator
+
+    def forward(self, reals: torch.Tensor, fakes: torch.Tensor) -> torch.Tensor:
+        d_real = self.discriminator(reals).float()
+        d_fake = self.discriminator(fakes).float()
+        return discriminator_hinge_loss(d_real, d_fake)

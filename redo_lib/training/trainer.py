@@ -1,0 +1,688 @@
+r"""The training loop of ReDO (spec sections 3-5, official ``train.py`` semantics).
+
+One iteration:
+
+1. **Generator step** on a batch A: masks ``F(A)``, codes :math:`z \sim \mathcal{N}(0, I)`
+   of shape (B, K, nz), every region redrawn, the B*K composites judged by D;
+   loss :math:`-\mathbb{E}[D(\text{fakes})] + \lambda_z \mathcal{L}_{info}(\delta(\sum_k G_k), z)`
+   updates F, every G_k and delta. D's parameters are frozen (``requires_grad=False``)
+   during this step: the official code computes D's weight gradients and throws them
+   away; not computing them gives the same updates and saves ~9% of the work.
+2. **D step**: the fakes are regenerated from A with the *same* z under ``no_grad`` (after
+   the generator update, as the official code does), and D is updated with the hinge
+   loss on a second batch of reals against them (``d_steps`` > 1: more D updates on fresh
+   reals against the same fakes).
+
+Every network stays in train mode during training, so each forward is one spectral-norm
+power iteration, exactly as many as in the official loop (G step: F, G, D once; D step:
+F, G once, D on reals and on fakes). Evaluation switches to eval mode.
+
+Every ``eval_every`` steps (and at the last step) the validation split and a fixed subset
+of the training split are scored (both protocols), ``last.pt`` is written, ``best.pt``
+is kept by validation IoU (official protocol), a line is appended to ``metrics.jsonl``
+and a sample grid ``samples_%06d.png`` is saved. Collapse detection restarts everything
+from scratch (official ``--autoRestart``).
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from ..config import ReDOConfig
+from ..model import ReDO
+from .checkpoint import (
+    FORMAT,
+    NETWORKS,
+    VERSION,
+    atomic_copy,
+    atomic_save,
+    capture_rng_state,
+    check_resumable,
+    config_of,
+    load_checkpoint,
+    model_state,
+    restore_rng_state,
+)
+from .data import BatchFetcher, BatchStream, iterate_batches
+from .distributed import DistInfo, all_gather_object, any_flag, barrier, broadcast_object, wrap_ddp
+from .evaluation import evaluate_model, has_masks
+from .samples import fixed_codes, sample_grid, save_grid
+from .steps import DiscriminatorStep, GeneratorStep, make_fakes
+
+__all__ = [
+    "Trainer",
+    "TrainingDiverged",
+    "RunExistsError",
+    "resolve_device",
+    "check_train_config",
+    "LOSS_NAMES",
+]
+
+LOSS_NAMES = ("d_loss", "g_adv", "info_loss")
+_LOSS_DESCRIPTIONS = {
+    "d_loss": "the discriminator's hinge loss (d_loss)",
+    "g_adv": "the generator's adversarial loss (g_adv)",
+    "info_loss": "the information-conservation loss (info_loss)",
+}
+N_SAMPLE_IMAGES = 5
+N_SAMPLE_Z = 4
+
+
+class TrainingDiverged(RuntimeError):
+    """A loss became NaN or infinite; the run stopped without saving the bad weights."""
+
+
+class RunExistsError(ValueError):
+    """The run folder already holds a checkpoint and ``resume`` was not asked for."""
+
+
+def check_train_config(config: ReDOConfig) -> None:
+    """Validate the options of the training loop (``ReDOConfig.validate`` checks the rest)."""
+    t = config.train
+    positive = ("batch_size", "eval_every", "d_steps", "log_every", "eval_batch_size")
+    for name in positive:
+        if getattr(t, name) < 1:
+            raise ValueError(f"train.{name} must be at least 1, got {getattr(t, name)}")
+    for name in ("steps", "max_eval_images", "num_workers", "train_eval_images", "auto_restart_until"):
+        if getattr(t, name) < 0:
+            raise ValueError(f"train.{name} must be >= 0, got {getattr(t, name)}")
+    if not 0 <= t.auto_restart < 0.5:
+        raise ValueError(f"train.auto_restart must be in [0, 0.5), got {t.auto_restart}")
+    o = config.optim
+    for name in ("lr_mask", "lr_gen", "lr_disc", "lr_info", "weight_decay_mask"):
+        if getattr(o, name) < 0:
+            raise ValueError(f"optim.{name} must be >= 0, got {getattr(o, name)}")
+    if not (0 <= o.beta1 < 1 and 0 <= o.beta2 < 1):
+        raise ValueError(f"optim.beta1 / beta2 must be in [0, 1), got {o.beta1}, {o.beta2}")
+
+
+def resolve_device(name: str, dist: Optional[DistInfo] = None) -> torch.device:
+    """``auto`` | ``cpu`` | ``cuda`` | ``cuda:N`` -> a device (a process's own GPU under DDP)."""
+    dist = dist or DistInfo()
+    name = (name or "auto").strip().lower()
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cpu":
+        return torch.device("cpu")
+    if name == "cuda" or name.startswith("cuda:"):
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {name!r} asked for, but no CUDA GPU is available; use --device cpu")
+        if dist.enabled:
+            return torch.device("cuda", dist.local_rank)
+        try:
+            device = torch.device(name)
+        except RuntimeError:
+            raise ValueError(f"invalid device {name!r}; valid: auto, cpu, cuda, cuda:N") from None
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(f"device {name!r}: only {torch.cuda.device_count()} GPU(s) visible")
+        return device
+    raise ValueError(f"unknown device {name!r}; valid: auto, cpu, cuda, cuda:N")
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+class Trainer:
+    """Trains one :class:`~redo_lib.ReDO` run in the folder ``out_dir``.
+
+    >>> trainer = Trainer(config, "runs/synthetic", train_set, val_set)
+    >>> summary = trainer.fit()        # up to config.train.steps iterations in total
+
+    ``resume=True`` continues from ``out_dir/last.pt`` (exactly: same weights bit for bit
+    as an uninterrupted run on the CPU); the stored configuration must match except for
+    the options of :data:`~redo_lib.training.checkpoint.RESUMABLE_OPTIONS`.
+    ``freeze_d_in_g_step=False`` computes (and discards) D's gradients in the generator
+    step like the official code (benchmarks only: same updates, more work).
+    """
+
+    def __init__(self, config: ReDOConfig, out_dir, train_set: Dataset, val_set: Optional[Dataset] = None, *,
+                 resume: bool = False, progress: bool = True, tensorboard: bool = False,
+                 dist: Optional[DistInfo] = None, log: Callable[[str], None] = _stderr,
+                 freeze_d_in_g_step: bool = True, write_files: bool = True) -> None:
+        config.validate()
+        check_train_config(config)
+        self.config = config
+        self.tc = config.train
+        self.out = Path(out_dir)
+        self.dist = dist or DistInfo()
+        self.log = log if self.dist.is_main else (lambda message: None)
+        self.progress = progress
+        self.freeze_d = freeze_d_in_g_step
+        self.write_files = write_files and self.dist.is_main
+        self.train_set = train_set
+        self.val_set = val_set if (val_set is not None and has_masks(val_set)) else None
+        if val_set is not None and self.val_set is None:
+            self.log("note: the validation split has no masks; it is not scored")
+
+        self.device = resolve_device(self.tc.device, self.dist)
+        self.amp_dtype: Optional[torch.dtype] = None
+        use_scaler = False
+        if self.tc.amp:
+            if self.device.type == "cuda":
+                self.amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+                use_scaler = self.amp_dtype == torch.float16
+            else:
+                self.log("note: --amp is ignored on the CPU (training in float32)")
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
+        self.memory_format = torch.channels_last if self.tc.channels_last else torch.contiguous_format
+
+        # State that evolves; restored by load().
+        self.step = 0  # iteration counter of the current attempt (reset by auto-restart)
+        self.iterations = 0  # every iteration run, across restarts and resumes
+        self.restarts = 0
+        self.best_iou: Optional[float] = None
+        self.best_step: Optional[int] = None
+        self.elapsed = 0.0  # wall-clock seconds, across resumes
+        self.images_seen = 0
+        self.last_saved_step: Optional[int] = None
+
+        seed_everything(self.tc.seed)
+        # z and the region index of the one-region variant: own generator, one per process.
+        self.rng = torch.Generator().manual_seed(self.tc.seed * 1000 + 17 + self.dist.rank)
+        self.stream = BatchStream(len(train_set), self.tc.batch_size, self.tc.seed,
+                                  rank=self.dist.rank, world_size=self.dist.world_size)
+        self.num_workers = self.tc.num_workers
+        procedural = callable(getattr(train_set, "batch", None))
+        if self.num_workers == 0 and self.device.type == "cuda" and not procedural:
+            # files to decode on a GPU machine: loader processes keep the GPU busy
+            self.num_workers = max(1, min(8, (os.cpu_count() or 2) // max(1, self.dist.world_size) - 1))
+            self.log(f"note: {self.num_workers} data-loading workers (set train.num_workers to change)")
+        self.fetcher = BatchFetcher(train_set, self.stream, self.device, self.num_workers)
+        self._use_scaler = use_scaler
+        self._pbar = None
+        self._t0 = time.perf_counter()
+        self._build()
+
+        self._pending: List[tuple] = []
+        self._loss_sum = torch.zeros(len(LOSS_NAMES), dtype=torch.float64)
+        self._loss_count = 0
+        self._last_losses: Optional[torch.Tensor] = None
+        self._train_eval_indices = self._pick_train_eval()
+        self._samples = self._pick_samples()
+        self._z_fixed = fixed_codes(N_SAMPLE_Z, config.model.nz, self.tc.seed)
+        self._writer = None
+
+        last = self.out / "last.pt"
+        if resume and last.is_file():
+            self.load(last)
+        elif not resume and last.is_file():
+            raise RunExistsError(
+                f"{self.out} already holds a run (last.pt); pass --resume to continue it "
+                f"or choose another --out"
+            )
+        elif resume:
+            self.log(f"note: no checkpoint in {self.out}: starting a new run")
+        self._resumed = resume and last.is_file()
+        if not self._resumed and self.write_files and (self.out / "metrics.jsonl").exists():
+            (self.out / "metrics.jsonl").unlink()  # from an attempt that never saved a checkpoint
+        if tensorboard and self.write_files:
+            self._writer = self._open_tensorboard()
+
+    # ------------------------------------------------------------------ construction
+    def _build(self) -> None:
+        """Fresh networks, optimisers and step modules (start and auto-restart)."""
+        cfg, o = self.config, self.config.optim
+        model = ReDO(cfg.model).to(self.device)
+        if self.tc.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        model.train()
+        self.model = model
+        betas = (o.beta1, o.beta2)
+        self.use_info = cfg.loss.lambda_z > 0
+        self.optimizers: Dict[str, torch.optim.Optimizer] = {
+            "mask_net": torch.optim.Adam(model.mask_net.parameters(), lr=o.lr_mask, betas=betas,
+                                         weight_decay=o.weight_decay_mask),
+            "generator": torch.optim.Adam(model.generator.parameters(), lr=o.lr_gen, betas=betas),
+            "discriminator": torch.optim.Adam(model.discriminator.parameters(), lr=o.lr_disc, betas=betas),
+            "info_net": torch.optim.Adam(model.info_net.parameters(), lr=o.lr_info, betas=betas),
+        }
+        self.g_optimizers = [self.optimizers["mask_net"], self.optimizers["generator"]]
+        if self.use_info:
+            self.g_optimizers.append(self.optimizers["info_net"])
+        if self.tc.compile:
+            for name in NETWORKS:
+                getattr(model, name).compile()
+        g_step = GeneratorStep(model.mask_net, model.generator, model.info_net if self.use_info else None,
+                               model.discriminator, cfg.model.n_regions, cfg.model.nz, cfg.loss.info_loss)
+        d_step = DiscriminatorStep(model.discriminator)
+        one_region = cfg.loss.regions == "one"
+        self.g_step = wrap_ddp(g_step, self.dist, self.device, find_unused_parameters=one_region)
+        self.d_step = wrap_ddp(d_step, self.dist, self.device)
+        self.scalers = {name: torch.amp.GradScaler("cuda", enabled=self._use_scaler) for name in ("g", "d")}
+
+    def _pick_train_eval(self) -> Optional[List[int]]:
+        n = self.tc.train_eval_images
+        if n <= 0 or not has_masks(self.train_set):
+            return None
+        total = len(self.train_set)
+        if n >= total:
+            return list(range(total))
+        g = torch.Generator().manual_seed(self.tc.seed + 4242)
+        return sorted(torch.randperm(total, generator=g)[:n].tolist())
+
+    def _pick_samples(self):
+        source = self.val_set if self.val_set is not None else self.train_set
+        n = min(N_SAMPLE_IMAGES, len(source))
+        batch = next(iterate_batches(source, n, max_items=n))
+        return batch["image"], batch.get("mask")
+
+    def _open_tensorboard(self):
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            self.log("note: TensorBoard is not installed (pip install tensorboard); --tensorboard skipped")
+            return None
+        return SummaryWriter(log_dir=str(self.out / "tensorboard"))
+
+    # ------------------------------------------------------------------ one iteration
+    def _autocast(self):
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    def _next_images(self) -> torch.Tensor:
+        images = self.fetcher.next()
+        if self.tc.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        return images
+
+    def train_iteration(self, images: Optional[torch.Tensor] = None,
+                        reals: Optional[List[torch.Tensor]] = None) -> torch.Tensor:
+        """One generator step and ``d_steps`` D steps; returns the (3,) detached losses.
+
+        Batches come from the training stream unless given (benchmarks).
+        """
+        cfg = self.config
+        if images is None:
+            images = self._next_images()
+        if reals is None:
+            reals = [self._next_images() for _ in range(self.tc.d_steps)]
+        b, k, nz = images.shape[0], cfg.model.n_regions, cfg.model.nz
+        z = torch.randn(b, k, nz, generator=self.rng).to(self.device, non_blocking=True)
+        region: Optional[int] = None
+        if cfg.loss.regions == "one":
+            region = int(torch.randint(k, (1,), generator=self.rng))
+        discriminator = self.model.discriminator
+
+        # (1) generator step: F, G_k, delta
+        if self.freeze_d:
+            discriminator.requires_grad_(False)
+        try:
+            with self._autocast():
+                g_adv, info, fakes = self.g_step(images, z, region)
+            loss = g_adv + cfg.loss.lambda_z * info if self.use_info else g_adv
+            for opt in self.g_optimizers:
+                opt.zero_grad(set_to_none=True)
+            scaler = self.scalers["g"]
+            scaler.scale(loss).backward()
+            for opt in self.g_optimizers:
+                scaler.step(opt)
+            scaler.update()
+        finally:
+            if self.freeze_d:
+                discriminator.requires_grad_(True)
+
+        # (2) D step: fakes regenerated from A with the same z (official), reals from new batches
+        if self.tc.reuse_fakes:
+            fakes = fakes.detach()
+        else:
+            with torch.no_grad(), self._autocast():
+                fakes = make_fakes(self.model, images, z, region)
+        del loss
+        d_opt, scaler = self.optimizers["discriminator"], self.scalers["d"]
+        d_total = None
+        for real in reals:
+            d_opt.zero_grad(set_to_none=True)
+            with self._autocast():
+                d_loss = self.d_step(real, fakes)
+            scaler.scale(d_loss).backward()
+            scaler.step(d_opt)
+            scaler.update()
+            d_total = d_loss.detach() if d_total is None else d_total + d_loss.detach()
+        d_mean = d_total / len(reals)
+        return torch.stack([d_mean, g_adv.detach(), info.detach()])
+
+    # ------------------------------------------------------------------ loss bookkeeping
+    def _flush_losses(self) -> None:
+        """Check the pending losses for NaN / inf (one sync) and add them to the averages."""
+        if not self._pending:
+            return
+        steps = [s for s, _ in self._pending]
+        values = torch.stack([v for _, v in self._pending]).double().cpu()
+        self._pending.clear()
+        finite = torch.isfinite(values)
+        if any_flag(not bool(finite.all()), self.dist, self.device):
+            if bool(finite.all()):
+                raise TrainingDiverged(self._diverged_message(None, None, None))
+            row, col = [int(i) for i in (~finite).nonzero()[0]]
+            raise TrainingDiverged(self._diverged_message(steps[row], LOSS_NAMES[col], float(values[row, col])))
+        self._loss_sum += values.sum(0)
+        self._loss_count += values.shape[0]
+        self._last_losses = values[-1]
+
+    def _diverged_message(self, step, name, value) -> str:
+        if step is None:
+            head = "training diverged on another process (a loss became NaN or infinite)"
+        else:
+            head = f"training diverged at step {step}: {_LOSS_DESCRIPTIONS[name]} is {value}"
+        last = self.out / "last.pt"
+        if self.last_saved_step is not None or last.is_file():
+            tail = f"stopped without saving; the last good checkpoint is kept: {last}"
+            if self.last_saved_step is not None:
+                tail += f" (step {self.last_saved_step})"
+        else:
+            tail = "stopped; no checkpoint had been written yet"
+        return f"{head}; {tail}. Try lower learning rates or another --seed."
+
+    def _take_loss_means(self) -> Dict[str, Optional[float]]:
+        if self._loss_count == 0:
+            return {name: None for name in LOSS_NAMES}
+        means = (self._loss_sum / self._loss_count).tolist()
+        self._loss_sum.zero_()
+        self._loss_count = 0
+        return dict(zip(LOSS_NAMES, means))
+
+    # ------------------------------------------------------------------ evaluation
+    def evaluate(self) -> Dict[str, Optional[Dict[str, float]]]:
+        """Validation and train-subset scores (``None`` where there is no ground truth)."""
+        kwargs = dict(batch_size=self.tc.eval_batch_size, device=self.device,
+                      num_workers=self.num_workers, autocast_dtype=self.amp_dtype)
+        out: Dict[str, Optional[Dict[str, float]]] = {"val": None, "train": None}
+        if self.val_set is not None:
+            out["val"] = evaluate_model(self.model, self.val_set, max_images=self.tc.max_eval_images, **kwargs)
+        if self._train_eval_indices is not None:
+            out["train"] = evaluate_model(self.model, self.train_set, indices=self._train_eval_indices, **kwargs)
+        return out
+
+    def _write_samples(self) -> None:
+        images, truth = self._samples
+        suffix = f"_r{self.restarts}" if self.restarts else ""
+        path = self.out / f"samples{suffix}_{self.step:06d}.png"
+        self.model.eval()
+        try:
+            with torch.no_grad():
+                grid = sample_grid(self.model, images.to(self.device),
+                                   None if truth is None else truth.to(self.device), self._z_fixed.to(self.device))
+            save_grid(grid, path)
+        except Exception as error:  # a figure must never stop a training run
+            self.log(f"warning: could not write {path.name}: {type(error).__name__}: {error}")
+        finally:
+            self.model.train()
+
+    def _append_metrics(self, record: Dict[str, Any]) -> None:
+        if not self.write_files:
+            return
+        self.out.mkdir(parents=True, exist_ok=True)
+        with open(self.out / "metrics.jsonl", "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record, allow_nan=True) + "\n")
+            handle.flush()
+
+    def _collapsed(self, scores) -> bool:
+        threshold = self.tc.auto_restart
+        if threshold <= 0 or self.step > self.tc.auto_restart_until:
+            return False
+        sizes = [s["min_region_size"] for s in (scores["val"], scores["train"]) if s is not None]
+        return bool(sizes) and all(size < threshold for size in sizes)
+
+    def _evaluate_and_save(self, scheduled: bool, window: Dict[str, float]) -> bool:
+        """Score, log, check for collapse, checkpoint. Returns True after an auto-restart."""
+        record: Dict[str, Any] = {}
+        restart = False
+        losses = self._take_loss_means()
+        if self.dist.is_main:
+            eval_start = time.perf_counter()
+            scores = self.evaluate()
+            if self.write_files:
+                self._write_samples()
+            val, train = scores["val"], scores["train"]
+            main = val if val is not None else train
+            record = {"step": self.step, "iteration": self.iterations, "restart": self.restarts, **losses}
+            for key in ("accuracy", "iou", "accuracy_dataset", "iou_dataset", "min_region_size", "n_images"):
+                record[key] = None if val is None else val[key]
+            record["train"] = None if train is None else {
+                key: train[key] for key in ("accuracy", "iou", "accuracy_dataset", "iou_dataset",
+                                            "min_region_size", "n_images")}
+            record["seconds"] = round(self.elapsed + (time.perf_counter() - self._t0), 3)
+            record["it_per_s"] = window.get("it_per_s")
+            record["images_per_s"] = window.get("images_per_s")
+            record["eval_seconds"] = round(time.perf_counter() - eval_start, 3)
+            restart = scheduled and self._collapsed(scores)
+            improved = False
+            if not restart and main is not None and (self.best_iou is None or main["iou"] > self.best_iou):
+                self.best_iou, self.best_step, improved = main["iou"], self.step, True
+            record["best_iou"] = self.best_iou
+            record["is_best"] = improved
+            self._log_scores(record, scores)
+        restart = broadcast_object(restart, self.dist)
+        if restart:
+            self._append_metrics(record)
+            self._auto_restart(record)
+            return True
+        self._check_finite_weights()
+        self._save(self.out / "last.pt")
+        if self.dist.is_main:
+            if record.get("is_best") and self.write_files:
+                atomic_copy(self.out / "last.pt", self.out / "best.pt")
+            self._append_metrics(record)
+            self._tensorboard_scores(record)
+        return False
+
+    def _log_scores(self, record, scores) -> None:
+        parts = [f"step {self.step}"]
+        if self.restarts:
+            parts.append(f"restart {self.restarts}")
+        if record.get("d_loss") is not None:
+            parts.append(f"losses d {record['d_loss']:.3f} g {record['g_adv']:.3f} info {record['info_loss']:.3f}")
+        for name in ("val", "train"):
+            s = scores[name]
+            if s is not None:
+                parts.append(f"{name} acc {s['accuracy']:.4f} IoU {s['iou']:.4f} "
+                             f"(data-set polarity {s['accuracy_dataset']:.4f} / {s['iou_dataset']:.4f}) "
+                             f"min region {s['min_region_size']:.3f}")
+        if record.get("is_best"):
+            parts.append("new best")
+        if self._pbar is not None:
+            self._pbar.write(" | ".join(parts), file=sys.stderr)
+        else:
+            self.log(" | ".join(parts))
+
+    def _tensorboard_scores(self, record) -> None:
+        if self._writer is None:
+            return
+        x = self.iterations
+        for key in ("accuracy", "iou", "accuracy_dataset", "iou_dataset", "min_region_size"):
+            if record.get(key) is not None:
+                self._writer.add_scalar(f"val/{key}", record[key], x)
+            if record.get("train") and record["train"].get(key) is not None:
+                self._writer.add_scalar(f"train/{key}", record["train"][key], x)
+        self._writer.flush()
+
+    def _auto_restart(self, record) -> None:
+        before = self.step
+        self.restarts += 1
+        message = (
+            f"\n{'!' * 78}\n!!! COLLAPSE DETECTED at step {before}: the smaller region covers "
+            f"{record.get('min_region_size')} (val) / "
+            f"{(record.get('train') or {}).get('min_region_size')} (train) of the image, below "
+            f"auto_restart={self.tc.auto_restart}.\n!!! AUTO-RESTART #{self.restarts}: re-initialising all "
+            f"networks and optimisers, step counter back to 0.\n{'!' * 78}"
+        )
+        if self.dist.is_main:
+            print(message, file=sys.stderr, flush=True)
+        self._append_metrics({"event": "auto_restart", "step": before, "iteration": self.iterations,
+                              "restart": self.restarts, "min_region_size": record.get("min_region_size"),
+                              "train_min_region_size": (record.get("train") or {}).get("min_region_size"),
+                              "threshold": self.tc.auto_restart})
+        self._build()
+        self.step = 0
+        self._save(self.out / "last.pt")  # the fresh start, so that a resume continues it
+        if self._pbar is not None:
+            self._pbar.reset(total=self.tc.steps)
+
+    # ------------------------------------------------------------------ checkpoints
+    def _check_finite_weights(self) -> None:
+        bad = [name for name in NETWORKS
+               if not all(bool(torch.isfinite(p).all()) for p in getattr(self.model, name).parameters())]
+        if any_flag(bool(bad), self.dist, self.device):
+            raise TrainingDiverged(
+                f"training diverged before step {self.step}: non-finite weights in {', '.join(bad) or 'a process'}; "
+                f"stopped without saving; the last good checkpoint is kept: {self.out / 'last.pt'}"
+            )
+
+    def state_dict(self) -> Dict[str, Any]:
+        """Everything needed to continue the run exactly (rank 0's view + every rank's RNG)."""
+        rng = all_gather_object(capture_rng_state({"trainer": self.rng}), self.dist)
+        return {
+            "format": FORMAT,
+            "version": VERSION,
+            "config": self.config.to_dict(),
+            "model": model_state(self.model),
+            "optimizers": {name: opt.state_dict() for name, opt in self.optimizers.items()},
+            "scalers": {name: s.state_dict() for name, s in self.scalers.items()},
+            "step": self.step,
+            "iterations": self.iterations,
+            "restarts": self.restarts,
+            "best_iou": self.best_iou,
+            "best_step": self.best_step,
+            "elapsed_seconds": self.elapsed + (time.perf_counter() - self._t0),
+            "images_seen": self.images_seen,
+            "data": self.stream.state_dict(),
+            "rng": rng,
+            "world_size": self.dist.world_size,
+            "torch_version": str(torch.__version__),
+        }
+
+    def _save(self, path: Path) -> None:
+        state = self.state_dict()  # every rank takes part (RNG gather)
+        if self.write_files:
+            atomic_save(state, path)
+            self.last_saved_step = self.step
+
+    def load(self, path) -> None:
+        """Continue from a checkpoint written by :meth:`_save` (configuration checked)."""
+        state = load_checkpoint(path)
+        check_resumable(config_of(state, path), self.config, path)
+        for name in NETWORKS:
+            getattr(self.model, name).load_state_dict(state["model"][name])
+        for name, opt in self.optimizers.items():
+            opt.load_state_dict(state["optimizers"][name])
+        for name, scaler in self.scalers.items():
+            saved = state.get("scalers", {}).get(name)
+            if scaler.is_enabled() and saved:
+                scaler.load_state_dict(saved)
+        self.step = int(state["step"])
+        self.iterations = int(state.get("iterations", self.step))
+        self.restarts = int(state.get("restarts", 0))
+        self.best_iou = state.get("best_iou")
+        self.best_step = state.get("best_step")
+        self.elapsed = float(state.get("elapsed_seconds", 0.0))
+        self.images_seen = int(state.get("images_seen", 0))
+        self.stream.load_state_dict(state["data"])
+        self.fetcher.reset()
+        self.last_saved_step = self.step
+        rng = state["rng"]
+        if len(rng) == self.dist.world_size:
+            restore_rng_state(rng[self.dist.rank], {"trainer": self.rng})
+        else:
+            restore_rng_state(rng[0], {"trainer": self.rng})
+            if self.dist.rank:
+                self.rng.manual_seed(self.tc.seed * 1000 + 17 + self.dist.rank + 7 * self.step)
+            self.log(f"note: {path} was written by {len(rng)} process(es), now {self.dist.world_size}: "
+                     "the random streams of the other processes are re-seeded")
+
+    # ------------------------------------------------------------------ the loop
+    def fit(self) -> Dict[str, Any]:
+        """Train until ``config.train.steps`` iterations (of the current attempt)."""
+        total = self.tc.steps
+        self._t0 = time.perf_counter()
+        self._pbar = None
+        if self.write_files:
+            self.out.mkdir(parents=True, exist_ok=True)
+            event = "start" if self.iterations == 0 and not self._resumed else "resume"
+            self._append_metrics({"event": event, "step": self.step,
+                                  "iteration": self.iterations, "restart": self.restarts,
+                                  "world_size": self.dist.world_size, "device": str(self.device),
+                                  "config": self.config.to_dict()})
+        if self.step >= total:
+            self.log(f"the run in {self.out} is already at step {self.step} (total {total}): nothing to do")
+            return self.summary()
+        if self.progress and self.dist.is_main:
+            from tqdm.auto import tqdm
+
+            self._pbar = tqdm(total=total, initial=self.step, desc="train", dynamic_ncols=True,
+                              file=sys.stderr, disable=None)
+        per_iteration = self.tc.batch_size * (1 + self.tc.d_steps) * self.dist.world_size
+        window_t, window_steps = time.perf_counter(), 0
+        try:
+            while self.step < total:
+                losses = self.train_iteration()
+                self.step += 1
+                self.iterations += 1
+                self.images_seen += per_iteration
+                window_steps += 1
+                self._pending.append((self.step, losses))
+                if self._pbar is not None:
+                    self._pbar.update(1)
+                scheduled = self.step % self.tc.eval_every == 0
+                if self.step % self.tc.log_every == 0 or scheduled or self.step == total:
+                    self._flush_losses()
+                    self._show_losses()
+                if scheduled or self.step == total:
+                    if self.device.type == "cuda":
+                        torch.cuda.synchronize(self.device)
+                    seconds = time.perf_counter() - window_t
+                    window = {"it_per_s": round(window_steps / seconds, 4) if seconds > 0 else None,
+                              "images_per_s": round(window_steps * per_iteration / seconds, 2) if seconds > 0 else None}
+                    self._evaluate_and_save(scheduled, window)
+                    barrier(self.dist)
+                    window_t, window_steps = time.perf_counter(), 0
+        except TrainingDiverged as error:
+            self._append_metrics({"event": "diverged", "step": self.step, "iteration": self.iterations,
+                                  "message": str(error)})
+            raise
+        finally:
+            self.elapsed += time.perf_counter() - self._t0
+            self._t0 = time.perf_counter()
+            if self._pbar is not None:
+                self._pbar.close()
+                self._pbar = None
+            if self._writer is not None:
+                self._writer.close()
+                self._writer = None
+        return self.summary()
+
+    def _show_losses(self) -> None:
+        if self._last_losses is None:
+            return
+        values = dict(zip(LOSS_NAMES, self._last_losses.tolist()))
+        if self._pbar is not None:
+            self._pbar.set_postfix({"d": f"{values['d_loss']:.3f}", "g": f"{values['g_adv']:.3f}",
+                                    "info": f"{values['info_loss']:.3f}"}, refresh=False)
+        if self._writer is not None:
+            for key, value in values.items():
+                self._writer.add_scalar(f"loss/{key}", value, self.iterations)
+
+    def summary(self) -> Dict[str, Any]:
+        return {"step": self.step, "iterations": self.iterations, "restarts": self.restarts,
+                "best_iou": self.best_iou, "best_step": self.best_step, "out": str(self.out),
+                "seconds": round(self.elapsed, 2)}
