@@ -21,3 +21,11 @@ def tiny_config(image_size: int = 32, n_regions: int = 2, **overrides) -> ModelC
 def _seed():
     torch.manual_seed(0)
     yield
+
+
+@pytest.fixture()
+def no_proxy(monkeypatch):
+    """Never route a local test server through a proxy from the environment."""
+    for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")

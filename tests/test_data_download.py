@@ -17,12 +17,7 @@ from redo_lib.data.sources import RemoteFile, Source
 from tests.data_fakes import FakeServer, fake_flowers_source
 
 
-@pytest.fixture(autouse=True)
-def _no_proxy(monkeypatch):
-    """Never route the local test server through a proxy from the environment."""
-    for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+pytestmark = pytest.mark.usefixtures("no_proxy")
 
 
 @pytest.fixture()

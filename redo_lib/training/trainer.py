@@ -28,18 +28,17 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import random
 import sys
 import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
-import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from ..config import ReDOConfig
 from ..model import ReDO
+from ..utils import seed_everything
 from .checkpoint import (
     FORMAT,
     NETWORKS,
@@ -127,12 +126,6 @@ def resolve_device(name: str, dist: Optional[DistInfo] = None) -> torch.device:
             raise ValueError(f"device {name!r}: only {torch.cuda.device_count()} GPU(s) visible")
         return device
     raise ValueError(f"unknown device {name!r}; valid: auto, cpu, cuda, cuda:N")
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % (2**32))
-    torch.manual_seed(seed)
 
 
 def _stderr(message: str) -> None:
