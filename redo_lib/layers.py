@@ -53,11 +53,29 @@ def init_orthogonal(module: nn.Module, gain: float = 0.8) -> None:
     for m in module.modules():
         if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
             if hasattr(m, "parametrizations") and "weight" in m.parametrizations:
-                weight = m.parametrizations.weight.original
+                with torch.no_grad():
+                    nn.init.orthogonal_(m.parametrizations.weight.original, gain)
+                _refresh_spectral_norm(m)
             else:
-                weight = m.weight
-            with torch.no_grad():
-                nn.init.orthogonal_(weight, gain)
+                with torch.no_grad():
+                    nn.init.orthogonal_(m.weight, gain)
+
+
+def _refresh_spectral_norm(layer: nn.Module, n_iterations: int = 15) -> None:
+    """Re-estimate spectral norm's singular vectors u, v for a re-initialised weight.
+
+    The parametrisation runs 15 power iterations when it is created; a weight written
+    afterwards leaves u and v pointing at the old one, and an eval-mode forward (which
+    uses u and v as they are) would then divide by a far too small sigma. Each access to
+    ``layer.weight`` in training mode runs one power iteration.
+    """
+    sn = layer.parametrizations.weight[0]
+    was_training = sn.training
+    sn.train()
+    with torch.no_grad():
+        for _ in range(n_iterations):
+            layer.weight
+    sn.train(was_training)
 
 
 class ConditionalInstanceNorm(nn.Module):

@@ -154,3 +154,15 @@ def test_invalid_configuration_is_explained():
         ReDO(tiny_config(48))
     with pytest.raises(ValueError, match="at least 2 regions"):
         ReDO(tiny_config(32, 1))
+
+
+def test_fresh_model_is_spectrally_normalised_in_eval_mode():
+    """u and v are re-estimated after the orthogonal initialisation (else eval-mode
+    weights of a new model have singular values in the hundreds)."""
+    model = ReDO(tiny_config(32, 2)).eval()
+    for net in (model.generator, model.discriminator, model.info_net):
+        for name, m in net.named_modules():
+            if hasattr(m, "parametrizations") and "weight" in m.parametrizations:
+                w = m.weight.detach().flatten(1)
+                sigma = torch.linalg.matrix_norm(w, ord=2).item()
+                assert sigma < 1.05, (name, sigma)
