@@ -143,6 +143,9 @@ def _import_widgets():
     return ipywidgets
 
 
+ALL_REGIONS = -1  #: the region dropdown's value for "redraw every region"
+
+
 class Explorer:
     """Interactive explorer of ``model`` on the items of ``dataset``.
 
@@ -235,8 +238,10 @@ class Explorer:
         c["threshold"] = widgets.FloatSlider(value=self.state["threshold"], min=0.0, max=1.0, step=0.01,
                                              description="threshold", continuous_update=False,
                                              style=style, disabled=k_regions != 2)
-        options = [("all regions", None)] + [(_region_name(k, k_regions), k) for k in range(k_regions)]
-        c["region"] = widgets.Dropdown(options=options, value=self.state["region"],
+        # -1 stands for "all regions" (None would show as an empty selection in ipywidgets)
+        options = [("all regions", ALL_REGIONS)] + [(_region_name(k, k_regions), k) for k in range(k_regions)]
+        region = self.state["region"]
+        c["region"] = widgets.Dropdown(options=options, value=ALL_REGIONS if region is None else region,
                                        description="redraw / swap", style=style)
         c["seed"] = widgets.IntText(value=self.state["seed"], description="z seed", style=style,
                                     layout=widgets.Layout(width="160px"))
@@ -249,7 +254,8 @@ class Explorer:
 
         def on_change(name):
             def callback(change):
-                self.state[name] = change["new"]
+                value = change["new"]
+                self.state[name] = None if (name == "region" and value == ALL_REGIONS) else value
                 self.render()
             return callback
 
