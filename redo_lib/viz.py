@@ -500,8 +500,12 @@ def swap_figure(model, image_a: Tensor, image_b: Tensor, region: int = 0, *,
 
 
 def _matching_series(record_keys: Iterable[str], key: str) -> List[str]:
-    """Record keys that hold metric ``key``: ``key`` itself or ``<prefix>/key``, ``<prefix>_key``."""
-    return sorted(k for k in record_keys if k == key or k.endswith("/" + key) or k.endswith("_" + key))
+    """Record keys that hold metric ``key``: ``key`` itself or ``<prefix>/key``, ``<prefix>_key``.
+
+    The trainer's running maximum ``best_<key>`` is bookkeeping, not a curve: left out.
+    """
+    return sorted(k for k in record_keys
+                  if (k == key or k.endswith("/" + key) or k.endswith("_" + key)) and not k.startswith("best_"))
 
 
 def _is_number(value) -> bool:

@@ -48,7 +48,7 @@ class DatasetInfo:
 DATASETS: Mapping[str, DatasetInfo] = MappingProxyType(
     {
         "flowers": DatasetInfo("flowers", Flowers, Flowers.splits, 2, "flowers", True,
-                               "Oxford 102 Flowers with segmentations (spec section 6)"),
+                               "Oxford 102 Flowers with segmentations"),
         "lfw": DatasetInfo("lfw", LFW, LFW.splits, 2, "lfw", True,
                            "LFW funneled with part labels; train has no masks"),
         "cub": DatasetInfo("cub", CUB, CUB.splits, 2, "cub", True,
