@@ -17,17 +17,30 @@ def seed_everything(seed: int = 0) -> None:
     torch.manual_seed(seed)
 
 
-def pick_device(name: str = "auto") -> torch.device:
-    """``auto``: CUDA when available, else the CPU; otherwise the named device.
+def pick_device(name: str = "auto", local_rank: "int | None" = None) -> torch.device:
+    """``auto`` | ``cpu`` | ``cuda`` | ``cuda:N`` -> a device; ``auto`` is CUDA when available.
 
-    Asking for CUDA where there is none fails with a message that says what to do.
+    ``local_rank`` (under DDP) selects the process's own GPU. Asking for CUDA where there
+    is none, or for a GPU that is not visible, fails with a message that says what to do.
     """
+    name = (name or "auto").strip().lower()
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device {name!r} was requested but CUDA is not available; use --device cpu or auto")
-    return device
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cpu":
+        return torch.device("cpu")
+    if name == "cuda" or name.startswith("cuda:"):
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {name!r} asked for, but no CUDA GPU is available; use --device cpu")
+        if local_rank is not None:
+            return torch.device("cuda", local_rank)
+        try:
+            device = torch.device(name)
+        except RuntimeError:
+            raise ValueError(f"invalid device {name!r}; valid: auto, cpu, cuda, cuda:N") from None
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(f"device {name!r}: only {torch.cuda.device_count()} GPU(s) visible")
+        return device
+    raise ValueError(f"unknown device {name!r}; valid: auto, cpu, cuda, cuda:N")
 
 
 def full_size_requested() -> bool:

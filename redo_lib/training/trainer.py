@@ -38,7 +38,7 @@ from torch.utils.data import Dataset
 
 from ..config import ReDOConfig
 from ..model import ReDO
-from ..utils import seed_everything
+from ..utils import pick_device, seed_everything
 from .checkpoint import (
     FORMAT,
     NETWORKS,
@@ -106,26 +106,9 @@ def check_train_config(config: ReDOConfig) -> None:
 
 
 def resolve_device(name: str, dist: Optional[DistInfo] = None) -> torch.device:
-    """``auto`` | ``cpu`` | ``cuda`` | ``cuda:N`` -> a device (a process's own GPU under DDP)."""
+    """:func:`redo_lib.utils.pick_device`, on the process's own GPU under DDP."""
     dist = dist or DistInfo()
-    name = (name or "auto").strip().lower()
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cpu":
-        return torch.device("cpu")
-    if name == "cuda" or name.startswith("cuda:"):
-        if not torch.cuda.is_available():
-            raise ValueError(f"device {name!r} asked for, but no CUDA GPU is available; use --device cpu")
-        if dist.enabled:
-            return torch.device("cuda", dist.local_rank)
-        try:
-            device = torch.device(name)
-        except RuntimeError:
-            raise ValueError(f"invalid device {name!r}; valid: auto, cpu, cuda, cuda:N") from None
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise ValueError(f"device {name!r}: only {torch.cuda.device_count()} GPU(s) visible")
-        return device
-    raise ValueError(f"unknown device {name!r}; valid: auto, cpu, cuda, cuda:N")
+    return pick_device(name, dist.local_rank if dist.enabled else None)
 
 
 def _stderr(message: str) -> None:
