@@ -20,7 +20,7 @@ They answer "how much of ReDO's score does an unsupervised method with no learni
 * ``grabcut``: OpenCV's GrabCut (Rother et al., 2004), initialised with a centred
   rectangle 5 % of the side away from every edge (outside it: sure background; inside:
   probable object), 5 iterations. The IEM paper reports GrabCut at 0.820 / 0.692
-  (accuracy / IoU) on Flowers (spec section 7).
+  (accuracy / IoU) on Flowers (the paper's Table 1).
 
 :func:`evaluate_baseline` runs one of them over a data set and returns the
 :class:`~redo_lib.metrics.SegmentationMeter` scores.

@@ -1,7 +1,7 @@
 """Typed configuration: one dataclass per concern, named presets.
 
 The presets ``flowers``, ``lfw``, ``cub`` and ``cmnist`` reproduce the official settings
-(spec section 3, per-data-set table; the official README's commands for Flowers and LFW,
+(per-data-set table; the official README's commands for Flowers and LFW,
 the code's defaults for CUB and Colored-2-MNIST). ``synthetic`` is sized for a 2-core CPU.
 
 Everything here is plain data (ints, floats, bools, strings) so that a configuration can
@@ -59,7 +59,7 @@ class ModelConfig:
 
 @dataclass
 class LossConfig:
-    """The objectives and the reproducibility study's corrections (spec section 3)."""
+    """The objectives and the reproducibility study's corrections."""
 
     lambda_z: float = 5.0  # weight of the information-conservation loss [wrecZ]
     # "mean_squared": the code's mean of element-wise squares (corrections 2 and 3);

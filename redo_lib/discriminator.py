@@ -1,5 +1,5 @@
 """The discriminator D (official ``_resDiscriminator128``) and the information network
-delta (official ``_netRecZ``), which share one residual encoder (spec section 2).
+delta (official ``_netRecZ``), which share one residual encoder.
 
 Channel counts double in every down-block after the first, as the official code does;
 the paper's Table 4 under-states them (correction 4 of the reproducibility study).
@@ -99,7 +99,7 @@ class Discriminator(ResidualEncoder):
 class InformationNetwork(ResidualEncoder):
     r"""delta: image (B, 3, S, S) -> predicted codes (B, K, nz).
 
-    Its input is the *fully generated* image :math:`\sum_k G_k(M_k, z_k)` (spec section 2),
+    Its input is the *fully generated* image :math:`\sum_k G_k(M_k, z_k)` (as in the official ``train.py``),
     in which every region comes from its generator, so every :math:`z_k` is visible in it.
     """
 

@@ -1,4 +1,4 @@
-r"""The generative process of ReDO (paper section 3, spec section 1).
+r"""The generative process of ReDO (paper section 3).
 
 1. *Composition*: :math:`M = F(I)`, K soft masks that sum to 1 at every pixel.
 2. *Redrawing*: :math:`V_k = G_k(M_k, z_k)` with :math:`z_k \sim \mathcal{N}(0, I)`.

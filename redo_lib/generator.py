@@ -1,6 +1,6 @@
 """The region generators G_k (official ``_netGenX``): (mask M_k, code z_k) -> redrawn region.
 
-Each G_k is a SAGAN/BigGAN-style residual generator (spec section 2) that starts from a
+Each G_k is a SAGAN/BigGAN-style residual generator that starts from a
 4 x 4 map computed from z, doubles the resolution in every :class:`ResidualUp` block,
 modulates every normalisation with z (:class:`~redo_lib.layers.ConditionalInstanceNorm`)
 and sees the mask, average-pooled to the current resolution, in every block. Its output

@@ -3,7 +3,7 @@
 - :func:`sn_conv` / :func:`sn_linear`: layers with optional spectral normalisation
   (Miyato et al. 2018), using :func:`torch.nn.utils.parametrizations.spectral_norm`.
 - :func:`init_orthogonal`: the official initialisation (orthogonal, gain 0.8), applied to
-  the *underlying* weight of spectrally normalised layers (spec section 8).
+  the *underlying* weight of spectrally normalised layers (as in the official code).
 - :class:`ConditionalInstanceNorm`: instance norm whose scale and shift are functions of z.
 - :class:`SelfAttention`: SAGAN self-attention with 2 x 2 max-pooled keys and values.
 """
@@ -86,7 +86,7 @@ class ConditionalInstanceNorm(nn.Module):
     :math:`\mu, \sigma` are per image and channel (instance norm without affine), and
     :math:`\gamma, \beta` are affine maps of z with bias. This is what the official code
     does, although the paper's text says *conditional batch norm*. There is no "1 +" in
-    front of gamma: at initialisation the scale is close to 0 (spec section 8).
+    front of gamma: at initialisation the scale is close to 0 (as in the official code).
     """
 
     def __init__(self, num_features: int, nz: int) -> None:

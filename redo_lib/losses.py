@@ -1,4 +1,4 @@
-r"""The objectives (paper Eq. (3)-(4), spec section 3) and the preprint's variants.
+r"""The objectives (paper Eq. (3)-(4)) and the preprint's variants.
 
 Discriminator (hinge loss), maximised by D:
 

@@ -1,4 +1,4 @@
-"""The mask network F (official ``_netEncM``): image -> K soft masks (spec section 2).
+"""The mask network F (official ``_netEncM``): image -> K soft masks.
 
 A CycleGAN-style encoder-decoder (Zhu et al. 2017) with a pyramid pooling module
 (PSPNet, Zhao et al. 2017) between them. No spectral normalisation.

@@ -1,4 +1,4 @@
-"""Segmentation metrics (spec section 5) under two protocols.
+"""Segmentation metrics under two protocols.
 
 - **Official** (per image): region 0's soft mask thresholded at 0.5; for each image the
   accuracy is the best of the two ways of calling the predicted region foreground, and

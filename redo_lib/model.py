@@ -17,7 +17,7 @@ def count_parameters(module: nn.Module) -> int:
 
 
 class ReDO(nn.Module):
-    """F, the K generators G_k, D and delta (spec section 2).
+    """F, the K generators G_k, D and delta (paper section 3, Fig. 2).
 
     Call conventions:
 

@@ -5,7 +5,7 @@ An official file is a ``torch.save``-d dict with any of the keys ``netEncM`` (F)
 the ``argparse.Namespace`` of the training run (nfX, nfD, useSelfAttG, nMasks, nz, ...).
 Its spectrally normalised layers use the legacy names ``weight_orig`` / ``weight_u`` /
 ``weight_v``; copying all three into the parametrised layers reproduces the official
-eval-mode outputs exactly (spec section 8).
+eval-mode outputs exactly.
 
 Usage::
 

@@ -6,7 +6,7 @@ Every function is plain: it takes tensors (or a model and tensors) and returns a
 not registered with pyplot and need no closing). In a notebook, a returned figure is
 displayed by ending a cell with it; :func:`figure_to_png` gives its PNG bytes.
 
-The three steps of the paper (section 3; spec section 1) and where they appear:
+The three steps of the paper (section 3) and where they appear:
 
 1. *Composition*, :math:`M = F(I)`: :func:`mask_figure`, the mask columns of
    :func:`sample_grid` and :func:`redraw_figure`.
@@ -153,7 +153,7 @@ def hard_mask(masks: Tensor, threshold: float = 0.5) -> Tensor:
     """Soft masks (B, K, H, W) -> region index per pixel (B, H, W).
 
     K = 2: region 0 (the object) where :math:`M_0 \\ge` ``threshold`` (the official
-    evaluation uses 0.5, spec section 5); K > 2: the arg-max region (``threshold`` unused).
+    evaluation uses 0.5); K > 2: the arg-max region (``threshold`` unused).
     """
     if masks.shape[1] == 2:
         return (masks[:, 0] < threshold).long()
@@ -289,7 +289,7 @@ def sample_grid(model, images: Tensor, truth: Optional[Tensor], z_fixed: Tensor,
     r"""The official training sample grid, as one (3, H', W') image tensor in [0, 1].
 
     Illustrates the whole generative process (steps 1-3, composition, redrawing and
-    assembling, of paper section 3 and spec section 1). For each region k one block of rows:
+    assembling, of paper section 3). For each region k one block of rows:
     a blank separator row (as in the official PNGs), then one row per image with the
     columns
 

@@ -9,7 +9,7 @@ One entry point::
 ``load_dataset("synthetic", None, "train", image_size=32)`` needs no download. Files for
 ``flowers``, ``lfw``, ``cub`` and ``cmnist`` (MNIST) come from
 ``redo data download NAME --root DIR`` (see :mod:`redo_lib.data.download`). Layouts,
-splits and ground-truth rules follow the official code (spec sections 4 and 6); each
+splits and ground-truth rules follow the official code; each
 loader's module documents its own.
 """
 from .base import ImageMaskDataset, ProceduralDataset, Sample

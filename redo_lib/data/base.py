@@ -3,7 +3,7 @@
 * :class:`ImageMaskDataset`: images (and optional ground-truth masks) stored as files.
   Subclasses (Flowers, LFW, CUB, folder) only say which files form a split and how a
   mask file becomes a boolean foreground array; reading, RGB conversion, the official
-  geometry (spec section 4) and every error message live here, once.
+  geometry and every error message live here, once.
 * :class:`ProceduralDataset`: images generated on the fly (synthetic, Colored-2-MNIST),
   with a vectorised :meth:`~ProceduralDataset.batch` and ``__getitems__`` so that a
   ``DataLoader`` fetches a whole batch in one call.

@@ -1,4 +1,4 @@
-"""Colored-2-MNIST, the official toy data set for K = 3 (spec section 6).
+"""Colored-2-MNIST, the official toy data set for K = 3.
 
 Each image is a canvas of one random grey-ish colour with two MNIST digits pasted on it:
 an even digit in a dark colour and an odd digit in a light colour, each scaled to 7/16

@@ -1,4 +1,4 @@
-"""Caltech-UCSD Birds 200-2011 with its segmentations (spec section 6).
+"""Caltech-UCSD Birds 200-2011 with its segmentations.
 
 Layout of ``root`` (what ``redo data download cub`` produces; the official README calls
 it the ``CUB_200_2011/CUB_200_2011`` sub-folder)::

@@ -1,4 +1,4 @@
-"""Oxford 102 Flowers with the segmentations of Nilsback & Zisserman (spec section 6).
+"""Oxford 102 Flowers with the segmentations of Nilsback & Zisserman.
 
 Layout of ``root`` (what ``redo data download flowers`` produces)::
 
@@ -79,7 +79,7 @@ class Flowers(ImageMaskDataset):
     Args:
         root: the folder holding ``setid.mat``, ``jpg/`` and ``segmim/``.
         split: ``"train"``, ``"val"`` or ``"test"`` (official mapping, see module doc).
-        image_size: S of the official resize-and-crop (spec section 4).
+        image_size: S of the official resize-and-crop.
         mask_rule: ``"official"`` or ``"blue"`` (see :func:`flowers_foreground`).
     """
 

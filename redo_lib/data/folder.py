@@ -15,7 +15,7 @@ Masks are read as 8-bit grayscale (colour masks are converted to luminance) and 
 is foreground where its value is above 127: store masks as 0 / 255, not 0 / 1. A split
 has masks when every one of its images has one; a split where only some images have a
 mask is an error (the message lists the images without one). Each mask must have its
-image's size. Images and masks go through the official resize-and-crop (spec section 4).
+image's size. Images and masks go through the official resize-and-crop.
 """
 from __future__ import annotations
 

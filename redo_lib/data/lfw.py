@@ -1,4 +1,4 @@
-"""Labeled Faces in the Wild, funneled, with the part labels of Kae et al. (spec section 6).
+"""Labeled Faces in the Wild, funneled, with the part labels of Kae et al..
 
 Layout of ``root`` (what ``redo data download lfw`` produces)::
 

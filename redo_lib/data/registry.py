@@ -84,7 +84,7 @@ def load_dataset(
             ``folder``, ``synthetic``).
         root: the data set's folder (ignored by ``synthetic``, may be ``None`` there).
         split: ``train``, ``val`` or ``test`` (``folder`` also accepts ``all``).
-        image_size: side S of the square images (official preprocessing, spec section 4).
+        image_size: side S of the square images (official preprocessing).
         **kwargs: data-set options: ``mask_rule`` (flowers); ``seed``, ``length``
             (cmnist, synthetic); ``n_regions`` (synthetic, folder).
 

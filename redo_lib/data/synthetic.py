@@ -1,7 +1,7 @@
 """Synthetic shapes: the built-in data set that needs no download and trains on a CPU.
 
 Every image is one object (or two, for K = 3) pasted on a background, drawn from
-independent random parameters (ReDO's assumption, spec section 1: the object's colour and
+independent random parameters (ReDO's assumption: the object's colour and
 texture carry no information about the background's). It is generated on the fly from
 ``(seed, split, index)`` by vectorised numpy, so it is deterministic, cheap (thousands of
 64 x 64 images per second on one core) and comes with an exact ground-truth mask.

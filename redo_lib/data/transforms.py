@@ -1,4 +1,4 @@
-"""The official preprocessing (spec section 4), shared by every loader of files on disk.
+"""The official preprocessing, shared by every loader of files on disk.
 
 ReDO's code builds ``Resize(S, NEAREST) -> CenterCrop(S) -> ToTensor`` and then maps the
 image to ``[-1, 1]`` with ``x * 2 - 1``. The ground-truth mask goes through the very same

@@ -1,6 +1,6 @@
 """Training engine of redo_lib: the loop, checkpoints, data order, multi-process helpers.
 
-- :class:`~redo_lib.training.trainer.Trainer`: the official training loop (spec section 3),
+- :class:`~redo_lib.training.trainer.Trainer`: the official training loop,
   periodic evaluation, ``best.pt`` / ``last.pt``, auto-restart on collapse, AMP / DDP.
 - :mod:`~redo_lib.training.checkpoint`: atomic checkpoints holding every random state;
   :func:`load_model` rebuilds a trained model from a file.

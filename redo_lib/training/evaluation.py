@@ -1,4 +1,4 @@
-"""Scoring a mask predictor on a data split, under both protocols (spec section 5).
+"""Scoring a mask predictor on a data split, under both protocols.
 
 Every image counts once (no batch averages, no dropped last batch); the official
 per-image polarity and the stricter data-set polarity come from

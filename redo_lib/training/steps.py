@@ -5,7 +5,7 @@ r"""The two halves of one training iteration, as modules (so that DDP can wrap t
   *called* (held outside the module's parameters, so DDP never syncs it here).
 - :class:`DiscriminatorStep` holds D: the hinge loss on reals and (given) fakes, D
   called on the reals first, then on the fakes, as the official loop does (every call in
-  train mode is one power iteration of spectral norm, spec section 8).
+  train mode is one power iteration of spectral norm).
 """
 from __future__ import annotations
 

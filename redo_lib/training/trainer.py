@@ -1,4 +1,4 @@
-r"""The training loop of ReDO (spec sections 3-5, official ``train.py`` semantics).
+r"""The training loop of ReDO (official ``train.py`` semantics).
 
 One iteration:
 
