@@ -101,6 +101,9 @@ class TrainConfig:
     steps: int = 20000
     eval_every: int = 500  # [checkpointFreq]
     d_steps: int = 1  # D updates per generator update (official: 1)
+    # F held fixed for the first N iterations of each attempt while G_k, D and delta train
+    # on its masks (0: the official loop, F trains from the first iteration).
+    mask_warmup: int = 0
     auto_restart: float = 0.0  # [autoRestart]: restart if the smaller region < x
     auto_restart_until: int = 7000  # official: restarts only up to iteration 7000
     max_eval_images: int = 0  # 0: every image of the validation split

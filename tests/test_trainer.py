@@ -127,6 +127,23 @@ def test_d_steps_and_reuse_fakes_options(tmp_path):
     assert trainer.stream.position == position + 3  # batch A and two batches of reals
 
 
+def test_mask_warmup_holds_f_while_the_others_train(tmp_path):
+    trainer = make_trainer(tmp_path / "run", make_config(mask_warmup=2))
+    start = {name: [p.detach().clone() for p in getattr(trainer.model, name).parameters()]
+             for name in ("mask_net", "generator")}
+
+    def changed(name):
+        now = list(getattr(trainer.model, name).parameters())
+        return any(not torch.equal(a, b) for a, b in zip(start[name], now))
+
+    for _ in range(2):
+        trainer.train_iteration()
+        trainer.step += 1
+    assert not changed("mask_net") and changed("generator")
+    trainer.train_iteration()  # step 2: the warm-up is over
+    assert changed("mask_net")
+
+
 # ----------------------------------------------------------------------------- resume
 def test_resume_is_exact_bit_for_bit(tmp_path):
     straight = make_trainer(tmp_path / "straight", make_config(steps=12, eval_every=4))

@@ -92,7 +92,8 @@ def check_train_config(config: ReDOConfig) -> None:
     for name in positive:
         if getattr(t, name) < 1:
             raise ValueError(f"train.{name} must be at least 1, got {getattr(t, name)}")
-    for name in ("steps", "max_eval_images", "num_workers", "train_eval_images", "auto_restart_until"):
+    for name in ("steps", "max_eval_images", "num_workers", "train_eval_images", "auto_restart_until",
+                 "mask_warmup"):
         if getattr(t, name) < 0:
             raise ValueError(f"train.{name} must be >= 0, got {getattr(t, name)}")
     if not 0 <= t.auto_restart < 0.5:
@@ -311,8 +312,10 @@ class Trainer:
                 opt.zero_grad(set_to_none=True)
             scaler = self.scalers["g"]
             scaler.scale(loss).backward()
+            frozen = self.optimizers["mask_net"] if self.step < self.tc.mask_warmup else None
             for opt in self.g_optimizers:
-                scaler.step(opt)
+                if opt is not frozen:  # F waits out train.mask_warmup iterations
+                    scaler.step(opt)
             scaler.update()
         finally:
             if self.freeze_d:
