@@ -24,7 +24,7 @@ import torch
 from .config import ModelConfig
 from .model import ReDO
 
-__all__ = ["load_official", "official_model_config", "convert_state_dict", "OFFICIAL_NETWORKS",
+__all__ = ["load_official", "read_official", "official_model_config", "convert_state_dict", "OFFICIAL_NETWORKS",
            "OfficialCheckpointError"]
 
 #: official key -> attribute of :class:`ReDO`
@@ -183,7 +183,13 @@ def convert_state_dict(network: str, official: Mapping[str, torch.Tensor],
     return converted
 
 
-def _read(path_or_dict: Union[str, os.PathLike, Mapping[str, Any]]) -> Mapping[str, Any]:
+def read_official(path_or_dict: Union[str, os.PathLike, Mapping[str, Any]]) -> Mapping[str, Any]:
+    """The raw dict of an official checkpoint (``options`` and one state dict per network).
+
+    Loaded with ``weights_only=True`` (``argparse.Namespace`` allowed, for ``options``);
+    a dict is returned unchanged. A missing file raises :class:`FileNotFoundError`, an
+    unreadable one :class:`OfficialCheckpointError` naming the file.
+    """
     if isinstance(path_or_dict, Mapping):
         return path_or_dict
     path = os.fspath(path_or_dict)
@@ -203,7 +209,7 @@ def load_official(path_or_dict: Union[str, os.PathLike, Mapping[str, Any]]) -> R
     (the others keep their fresh initialisation and are listed in ``model.official_networks``,
     which names those loaded). The model is returned in eval mode.
     """
-    checkpoint = _read(path_or_dict)
+    checkpoint = read_official(path_or_dict)
     if "options" not in checkpoint:
         raise OfficialCheckpointError("the checkpoint has no 'options' (the official argparse.Namespace)")
     present = [name for name in OFFICIAL_NETWORKS if name in checkpoint]

@@ -137,7 +137,7 @@ def test_convert_official(tmp_path, monkeypatch, capsys):
 
     model = ReDO(tiny_config(pyramid_pooling="official"))
     options = argparse.Namespace(dataset="flowers", wrecZ=7.0, batchSize=25, iteration=19500)
-    monkeypatch.setattr(pretrained, "_read", lambda path: {"options": options, "netEncM": {}})
+    monkeypatch.setattr(pretrained, "read_official", lambda path: {"options": options, "netEncM": {}})
     monkeypatch.setattr(pretrained, "load_official", lambda raw: model)
     source = tmp_path / "official.pth"
     source.write_bytes(b"stand-in")

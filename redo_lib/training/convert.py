@@ -46,11 +46,11 @@ def _options(raw: Mapping[str, Any]) -> Dict[str, Any]:
 def official_to_checkpoint(path_or_dict: Union[str, "os.PathLike[str]", Mapping[str, Any]]) -> Dict[str, Any]:
     """A redo_lib checkpoint dict (weights and configuration) from an official file."""
     try:
-        from ..pretrained import _read, load_official
+        from ..pretrained import load_official, read_official
     except ImportError as error:  # pragma: no cover - pretrained.py ships with the package
         raise CheckpointError(f"converting official checkpoints needs redo_lib.pretrained: {error}") from error
     try:
-        raw = _read(path_or_dict)
+        raw = read_official(path_or_dict)
         model = load_official(raw)
     except FileNotFoundError as error:
         raise CheckpointError(str(error)) from error
