@@ -36,6 +36,8 @@ import torch.nn.functional as F  # noqa: E402
 from redo_lib.cli import apply_set, load_split  # noqa: E402
 from redo_lib.config import get_preset  # noqa: E402
 from redo_lib.training import Trainer  # noqa: E402
+from redo_lib.training.data import iterate_batches  # noqa: E402
+from redo_lib.viz import load_metrics  # noqa: E402
 
 
 def supervised_warm_start(mask_net, dataset, steps: int, lr: float, batch_size: int, seed: int) -> float:
@@ -46,8 +48,7 @@ def supervised_warm_start(mask_net, dataset, steps: int, lr: float, batch_size: 
     loss = torch.zeros(())
     for _ in range(steps):
         idx = torch.randint(len(dataset), (batch_size,), generator=g).tolist()
-        batch = dataset.batch(idx) if hasattr(dataset, "batch") else {
-            key: torch.stack([dataset[i][key] for i in idx]) for key in ("image", "mask")}
+        batch = next(iterate_batches(dataset, batch_size, indices=idx))
         logits = mask_net.logits(batch["image"].to(device)) / mask_net.temperature
         loss = F.binary_cross_entropy_with_logits(logits, batch["mask"].to(device)[:, :1])
         opt.zero_grad(set_to_none=True)
@@ -89,9 +90,9 @@ def main(argv=None) -> int:
                                     args.pretrain_lr, t.batch_size, t.seed)
         start = trainer.evaluate()["val"]
         trainer.fit()
-        records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+        records = load_metrics(out / "metrics.jsonl", keys=("iou",))
     curve = [{"step": r["step"], "iou": r["iou"], "min_region_size": r["min_region_size"],
-              "d_loss": r["d_loss"], "info_loss": r["info_loss"]} for r in records if "iou" in r]
+              "d_loss": r["d_loss"], "info_loss": r["info_loss"]} for r in records]
     at_release = max((r for r in curve if r["step"] <= args.warmup), key=lambda r: r["step"], default=None)
     result = {
         "preset": args.preset, "set": args.set, "pretrain_steps": args.pretrain_steps,
