@@ -28,7 +28,7 @@ from .errors import (
 from .flowers import Flowers
 from .folder import ImageFolder
 from .lfw import LFW
-from .registry import DATASETS, DatasetInfo, SplitReport, check_dataset, load_dataset
+from .registry import DATASETS, SYNTHETIC_NAMES, DatasetInfo, SplitReport, check_dataset, load_dataset
 from .sources import EXPECTED_COUNTS, SOURCES
 from .synthetic import SyntheticShapes
 
@@ -37,6 +37,7 @@ __all__ = [
     "check_dataset",
     "download_dataset",
     "DATASETS",
+    "SYNTHETIC_NAMES",
     "DatasetInfo",
     "SplitReport",
     "DownloadReport",

@@ -1,6 +1,7 @@
 """The catalogue of data sets and the single entry point :func:`load_dataset`."""
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -16,9 +17,9 @@ from .flowers import Flowers
 from .folder import ImageFolder
 from .lfw import LFW
 from .sources import EXPECTED_COUNTS
-from .synthetic import SyntheticShapes
+from .synthetic import LEVELS, OBJECT_KINDS, SyntheticShapes, dataset_name
 
-__all__ = ["DatasetInfo", "DATASETS", "load_dataset", "check_dataset", "SplitReport"]
+__all__ = ["DatasetInfo", "DATASETS", "SYNTHETIC_NAMES", "load_dataset", "check_dataset", "SplitReport"]
 
 
 @dataclass(frozen=True)
@@ -58,9 +59,22 @@ DATASETS: Mapping[str, DatasetInfo] = MappingProxyType(
         "folder": DatasetInfo("folder", ImageFolder, ImageFolder.splits, 2, None, True,
                               "your own root/images (+ optional masks, splits)"),
         "synthetic": DatasetInfo("synthetic", SyntheticShapes, SyntheticShapes.splits, 2, None, False,
-                                 "procedural shapes, no download, CPU-friendly"),
+                                 "procedural textured shapes, no download, CPU-friendly"),
+        **{
+            dataset_name(level, objects): DatasetInfo(
+                dataset_name(level, objects), functools.partial(SyntheticShapes, level=level, objects=objects),
+                SyntheticShapes.splits, 2, None, False,
+                f"procedural {'digits' if objects == 'digits' else 'shapes'}, {level} level of the ladder"
+                + (", no download" if level != "textured" else ""),
+            )
+            for objects in OBJECT_KINDS for level in LEVELS
+            if dataset_name(level, objects) != "synthetic"
+        },
     }
 )
+
+#: the names of the procedural (synthetic) data sets: no files, K chosen freely
+SYNTHETIC_NAMES: Tuple[str, ...] = tuple(n for n, i in DATASETS.items() if i.download is None and not i.needs_root)
 
 
 def _info(name: str) -> DatasetInfo:

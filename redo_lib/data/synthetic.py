@@ -44,9 +44,11 @@ import numpy as np
 import torch
 
 from .base import PathLike, ProceduralDataset, check_split
+from .glyphs import rasterise_digits
 from .hashing import stream_key, uniforms
 
-__all__ = ["SyntheticShapes", "DEFAULT_LENGTHS", "OBJECT_FRACTION", "OBJECT_FRACTION_K3", "SHAPES"]
+__all__ = ["SyntheticShapes", "DEFAULT_LENGTHS", "OBJECT_FRACTION", "OBJECT_FRACTION_K3", "SHAPES", "LEVELS",
+           "Level", "OBJECT_KINDS", "dataset_name", "parse_dataset_name"]
 
 DEFAULT_LENGTHS: Mapping[str, int] = MappingProxyType({"train": 4000, "val": 256, "test": 512})
 #: (min, max) fraction of the image covered by the object, K = 2
@@ -54,8 +56,46 @@ OBJECT_FRACTION: Tuple[float, float] = (0.18, 0.45)
 #: (min, max) fraction of the image covered by each of the two objects before stacking, K = 3
 OBJECT_FRACTION_K3: Tuple[float, float] = (0.10, 0.22)
 SHAPES: Tuple[str, ...] = ("ellipse", "polygon", "blobs", "star")
+#: what the objects are: the shape families above, or digits (``digits-*`` data sets)
+OBJECT_KINDS: Tuple[str, ...] = ("shapes", "digits")
+#: (min, max) height of a digit as a fraction of the image side, K = 2 and K = 3
+DIGIT_HEIGHT: Tuple[float, float] = (0.55, 0.85)
+DIGIT_HEIGHT_K3: Tuple[float, float] = (0.40, 0.55)
 _N_BACKGROUND = 24
-_N_OBJECT = 48
+_N_OBJECT = 64
+_N_CANDIDATES = 4  # candidate colours per object when a level asks for distinct colours
+
+
+class Level(NamedTuple):
+    """How much texture one rung of the ladder of difficulty has (scales of the textured level).
+
+    Attributes:
+        background_contrast: scale of the background's colour differences (0: one flat colour).
+        background_waves: scale of the slow waves that bend the background's gradient and
+            bring in its third colour (0: a plain linear gradient).
+        object_contrast: scale of the object's colour difference (0: one flat colour).
+        object_pattern: scale of the object's stripes, rings and crossing waves.
+        object_ramp: strength of a linear gradient across the object (used without pattern).
+        distinct: minimum RGB distance (in [-1, 1] units) between the base colours of the
+            background and of every object (0: no constraint, colours fully independent).
+    """
+
+    background_contrast: float
+    background_waves: float
+    object_contrast: float
+    object_pattern: float
+    object_ramp: float
+    distinct: float
+
+
+#: The ladder of difficulty, easiest first; every level draws the same shapes at the same
+#: places for the same ``(seed, split, index)``, only the colours and textures change.
+LEVELS: Mapping[str, Level] = MappingProxyType({
+    "flat": Level(0.0, 0.0, 0.0, 0.0, 0.0, 0.6),
+    "gradient": Level(0.6, 0.0, 0.6, 0.0, 1.0, 0.6),
+    "soft": Level(0.8, 0.5, 0.6, 0.5, 0.0, 0.4),
+    "textured": Level(1.0, 1.0, 1.0, 1.0, 0.0, 0.0),
+})
 _TWO_PI = 2.0 * math.pi
 
 
@@ -122,19 +162,21 @@ class _Layer(NamedTuple):
         return out
 
 
-def _background(grid: _Grid, u: np.ndarray) -> _Layer:
+def _background(grid: _Grid, u: np.ndarray, level: Level = LEVELS["textured"]) -> _Layer:
     """Background: three colours blended by smooth fields, independent of the object.
 
     A strong linear gradient from colour 1 to colour 2 (it spans most of the image),
     bent by two slow plane waves (0.5 to 2 cycles per image); a third colour comes in
-    where a third slow wave (0.5 to 1.5 cycles) is positive.
+    where a third slow wave (0.5 to 1.5 cycles) is positive. ``level`` scales the colour
+    differences and the waves (the textured level: 1 and 1).
     """
     c1, c2, c3 = _hsv_colours(u[:, 0:9].reshape(-1, 3, 3)).transpose(1, 0, 2)
+    waviness = np.float64(level.background_waves)
     angle = _TWO_PI * u[:, 9]
     strength = 1.2 + 0.8 * u[:, 10]
     gx, gy = strength * np.cos(angle), strength * np.sin(angle)
     waves = grid.plane_waves(
-        np.stack([0.3 * u[:, 11], 0.3 * u[:, 12], 0.4 + 0.6 * u[:, 13]], 1),  # amplitudes
+        waviness * np.stack([0.3 * u[:, 11], 0.3 * u[:, 12], 0.4 + 0.6 * u[:, 13]], 1),  # amplitudes
         np.stack([0.5 + 1.5 * u[:, 14], 0.5 + 1.5 * u[:, 15], 0.5 + 1.0 * u[:, 16]], 1),  # cycles per image
         _TWO_PI * u[:, 17:20],  # directions
         _TWO_PI * u[:, 20:23],  # phases
@@ -148,7 +190,10 @@ def _background(grid: _Grid, u: np.ndarray) -> _Layer:
     # (1 - m) (c1 + (c2 - c1) t) + m c3  =  c1 + (c2 - c1) t (1 - m) + (c3 - c1) m
     t -= t * mix
     weights = np.stack([t, mix], 1)
-    return _Layer(c1, np.stack([c2 - c1, c3 - c1], 2), weights)
+    deltas = np.stack([c2 - c1, c3 - c1], 2)
+    if level.background_contrast != 1.0:
+        deltas *= np.float32(level.background_contrast)
+    return _Layer(c1, deltas, weights)
 
 
 def _gauge(grid: _Grid, u: np.ndarray, families: np.ndarray, centre: np.ndarray, fraction: np.ndarray) -> np.ndarray:
@@ -219,19 +264,25 @@ def _quantile_rows(field: np.ndarray, fractions: np.ndarray) -> np.ndarray:
     return np.array([np.partition(row, k - 1)[k - 1] for row, k in zip(flat, ks)], dtype=np.float32)
 
 
-def _object_texture(grid: _Grid, u: np.ndarray, level: np.ndarray) -> _Layer:
+def _object_texture(grid: _Grid, u: np.ndarray, level: np.ndarray, style: Level = LEVELS["textured"],
+                    colour: Optional[np.ndarray] = None) -> _Layer:
     """Object: two colours blended by a patterned field.
 
     One dominant pattern (weight 1), the two others weaker (weight 0 to 0.3): stripes of
     1.5 to 4 cycles per image; rings following the shape (``level`` is L / t, 0 at the
     centre and 1 on the boundary; 0.5 to 1.5 periods across); two crossing plane waves of
-    1 to 3 cycles per image.
+    1 to 3 cycles per image. ``style`` scales the pattern and the colour difference and
+    may add a linear ramp; ``colour`` replaces the first colour (distinct colours).
     """
     b = len(u)
     c1, c2 = _hsv_colours(u[:, 24:30].reshape(-1, 2, 3)).transpose(1, 0, 2)
+    if colour is not None:
+        c1 = colour
     dominant = np.minimum((u[:, 30] * 3).astype(np.int64), 2)
     weights = 0.3 * u[:, 31:34]
     weights[np.arange(b), dominant] = 1.0
+    if style.object_pattern != 1.0:
+        weights *= style.object_pattern
     waves = grid.plane_waves(
         np.stack([0.5 * weights[:, 0], 0.3 * weights[:, 2], 0.3 * weights[:, 2]], 1),
         np.stack([1.5 + 2.5 * u[:, 34], 1.0 + 2.0 * u[:, 35], 1.0 + 2.0 * u[:, 36]], 1),
@@ -245,8 +296,32 @@ def _object_texture(grid: _Grid, u: np.ndarray, level: np.ndarray) -> _Layer:
     rings *= _f32(0.5 * weights[:, 1])[:, None, None]
     t += rings
     t += np.float32(0.5)
+    if style.object_ramp:
+        angle = _TWO_PI * u[:, 45]
+        gx, gy = style.object_ramp * np.cos(angle), style.object_ramp * np.sin(angle)
+        t += grid.ramp(gx, gy, -0.5 * (gx + gy))
     np.clip(t, 0.0, 1.0, out=t)
-    return _Layer(c1, (c2 - c1)[:, :, None], t[:, None])
+    delta = c2 - c1
+    if style.object_contrast != 1.0:
+        delta *= np.float32(style.object_contrast)
+    return _Layer(c1, delta[:, :, None], t[:, None])
+
+
+def _distinct_colours(u: np.ndarray, others: Sequence[np.ndarray], distance: float) -> np.ndarray:
+    """An object's first colour, at least ``distance`` (RGB, [-1, 1] units) from ``others``.
+
+    The candidates are the object's own colour (``u[:, 24:27]``) followed by
+    :data:`_N_CANDIDATES` - 1 spares (``u[:, 48:57]``); the first far enough from every
+    colour in ``others`` is taken, or the farthest when none is. The constraint makes
+    the segmentation well posed (an object of the background's colour is invisible); it
+    is the only dependence between an object's and the background's colours.
+    """
+    cands = _hsv_colours(np.concatenate([u[:, 24:27], u[:, 48:48 + 3 * (_N_CANDIDATES - 1)]], 1)
+                         .reshape(-1, _N_CANDIDATES, 3))
+    gap = np.min(np.stack([np.linalg.norm(cands - o[:, None], axis=2) for o in others], 0), 0)
+    ok = gap >= distance
+    choice = np.where(ok.any(1), ok.argmax(1), gap.argmax(1))
+    return cands[np.arange(len(u)), choice]
 
 
 def _composite(background: _Layer, objects: Sequence[_Layer], regions: np.ndarray) -> np.ndarray:
@@ -296,8 +371,18 @@ class SyntheticShapes(ProceduralDataset):
         n_regions: int = 2,
         seed: int = 0,
         length: Optional[int] = None,
+        level: str = "textured",
+        objects: str = "shapes",
     ) -> None:
         super().__init__()
+        if level not in LEVELS:
+            raise ValueError(f"unknown synthetic level {level!r}; choose one of {', '.join(LEVELS)}")
+        if objects not in OBJECT_KINDS:
+            raise ValueError(f"unknown synthetic objects {objects!r}; choose one of {', '.join(OBJECT_KINDS)}")
+        self.level = level
+        self.objects = objects
+        self.name = dataset_name(level, objects)
+        self._style = LEVELS[level]
         self.split = check_split(self.name, split, self.splits)
         if n_regions not in (2, 3):
             raise ValueError(f"synthetic data supports n_regions 2 or 3, got {n_regions}")
@@ -319,16 +404,40 @@ class SyntheticShapes(ProceduralDataset):
     # ------------------------------------------------------------------ drawing
     def _draw(self, idx: np.ndarray) -> Tuple[np.ndarray, _Layer, Sequence[_Layer]]:
         """``(regions (B, K-1, S, S) bool, background layer, object layers)`` for ``idx``."""
-        background = _background(self._grid, uniforms(self._keys["backgrnd"], idx, _N_BACKGROUND))
+        background = _background(self._grid, uniforms(self._keys["backgrnd"], idx, _N_BACKGROUND), self._style)
         if self.n_regions == 2:
-            regions, objects = self._draw_one_object(idx)
+            regions, objects = self._draw_one_object(idx, background)
         else:
-            regions, objects = self._draw_two_objects(idx)
+            regions, objects = self._draw_two_objects(idx, background)
         return regions, background, objects
 
-    def _draw_one_object(self, idx: np.ndarray) -> Tuple[np.ndarray, Sequence[_Layer]]:
+    def _textures(self, params: Sequence[np.ndarray], fields: Sequence[np.ndarray], background: _Layer) -> Sequence[_Layer]:
+        """The object layers, in distinct colours where the level asks for them."""
+        style, layers, taken = self._style, [], [background.base]
+        for u, field in zip(params, fields):
+            colour = _distinct_colours(u, taken, style.distinct) if style.distinct > 0 else None
+            layer = _object_texture(self._grid, u, field, style, colour)
+            taken.append(layer.base)
+            layers.append(layer)
+        return layers
+
+    def _digits(self, u: np.ndarray, digits: np.ndarray, centre: np.ndarray, heights: Tuple[float, float]) -> Tuple[np.ndarray, np.ndarray]:
+        """``(inside, level)`` of digits placed by the uniforms ``u`` (see :mod:`.glyphs`)."""
+        height = heights[0] + (heights[1] - heights[0]) * u[:, 61]
+        return rasterise_digits(self.image_size, digits, centre, height,
+                                rotation=0.7 * (u[:, 4] - 0.5), shear=0.5 * (u[:, 62] - 0.5),
+                                stretch=0.85 + 0.4 * u[:, 63])
+
+    def _draw_one_object(self, idx: np.ndarray, background: _Layer) -> Tuple[np.ndarray, Sequence[_Layer]]:
         grid = self._grid
         u = uniforms(self._keys["object0"], idx, _N_OBJECT)
+        if self.objects == "digits":
+            digits = np.minimum((u[:, 60] * 10).astype(np.int64), 9)
+            height = DIGIT_HEIGHT[0] + (DIGIT_HEIGHT[1] - DIGIT_HEIGHT[0]) * u[:, 61]
+            margin = np.maximum(0.5 - 0.5 * height - 0.05, 0.0)[:, None]
+            centre = 0.5 + margin * (2 * u[:, 1:3] - 1)
+            inside, field = self._digits(u, digits, centre, DIGIT_HEIGHT)
+            return inside[:, None], self._textures([u], [field], background)
         families = np.minimum((u[:, 0] * len(SHAPES)).astype(np.int64), len(SHAPES) - 1)
         centre = 0.25 + 0.5 * u[:, 1:3]
         fraction = OBJECT_FRACTION[0] + (OBJECT_FRACTION[1] - OBJECT_FRACTION[0]) * u[:, 3]
@@ -336,9 +445,9 @@ class SyntheticShapes(ProceduralDataset):
         threshold = _quantile_rows(field, fraction)[:, None, None]
         inside = field <= threshold
         field /= threshold
-        return inside[:, None], [_object_texture(grid, u, field)]
+        return inside[:, None], self._textures([u], [field], background)
 
-    def _draw_two_objects(self, idx: np.ndarray) -> Tuple[np.ndarray, Sequence[_Layer]]:
+    def _draw_two_objects(self, idx: np.ndarray, background: _Layer) -> Tuple[np.ndarray, Sequence[_Layer]]:
         grid = self._grid
         n = len(idx)
         layout = uniforms(self._keys["layout"], idx, 8)
@@ -352,6 +461,15 @@ class SyntheticShapes(ProceduralDataset):
             centre = np.stack([position, across[:, k]], 1)
             centre[vertical] = centre[vertical][:, ::-1]
             u = uniforms(self._keys[f"object{k}"], idx, _N_OBJECT)
+            if self.objects == "digits":  # Colored-2-MNIST: an even digit, then an odd one
+                digits = 2 * np.minimum((u[:, 60] * 5).astype(np.int64), 4) + k
+                inside, field = self._digits(u, digits, centre, DIGIT_HEIGHT_K3)
+                # the same gauge convention as the shapes: inside <= 1, the core <= 0.5
+                fields.append(np.where(inside, 0.5 * field / max(float(field.max()), 1e-6), 2.0).astype(np.float32))
+                thresholds.append(np.ones((n, 1, 1), np.float32))
+                cores.append(np.zeros((n, 1, 1), np.float32))
+                params.append(u)
+                continue
             if k == 0:  # rounded shapes: ellipse, blobs, star
                 families = np.array([0, 2, 3])[np.minimum((u[:, 0] * 3).astype(np.int64), 2)]
             else:  # polygons
@@ -369,7 +487,7 @@ class SyntheticShapes(ProceduralDataset):
         upper &= ~lower_core  # the upper object never hides the lower one's core
         lower = np.where(top[:, None, None], inside[:, 1], inside[:, 0]) & ~upper
         regions = np.stack([np.where(top[:, None, None], upper, lower), np.where(top[:, None, None], lower, upper)], 1)
-        objects = [_object_texture(grid, params[k], fields[k] / thresholds[k]) for k in range(2)]
+        objects = self._textures(params, [fields[k] / thresholds[k] for k in range(2)], background)
         return regions, objects
 
     def render(self, indices: Sequence[int]) -> Dict[str, np.ndarray]:
@@ -409,5 +527,23 @@ class SyntheticShapes(ProceduralDataset):
     def __repr__(self) -> str:
         return (
             f"SyntheticShapes(split={self.split!r}, length={self.length}, image_size={self.image_size}, "
-            f"n_regions={self.n_regions}, seed={self.seed})"
+            f"n_regions={self.n_regions}, seed={self.seed}, level={self.level!r}, objects={self.objects!r})"
         )
+
+
+def dataset_name(level: str, objects: str = "shapes") -> str:
+    """The registry name of a synthetic data set: ``synthetic-flat``, ``digits-soft``, ...
+
+    The textured shapes keep their original name, ``synthetic``.
+    """
+    prefix = "synthetic" if objects == "shapes" else objects
+    return prefix if (objects, level) == ("shapes", "textured") else f"{prefix}-{level}"
+
+
+def parse_dataset_name(name: str) -> Tuple[str, str]:
+    """``(level, objects)`` of a synthetic data set's name (inverse of :func:`dataset_name`)."""
+    for objects in OBJECT_KINDS:
+        for level in LEVELS:
+            if dataset_name(level, objects) == name:
+                return level, objects
+    raise ValueError(f"{name!r} is not a synthetic data set")
