@@ -3,11 +3,14 @@
 Two paths are measured, each in its own fresh process (so that peak memory is its own):
 
 - ``fast``: this project's loop: D's weight gradients are not computed in the generator
-  step (D frozen), plus, on CUDA, mixed precision (bf16 where supported, else fp16) and
-  channels-last (``--no-amp`` / ``--no-channels-last`` turn them off; ``--compile`` adds
-  ``torch.compile``);
+  step (D frozen), plus, on CUDA, mixed precision (``redo_lib.utils.amp_choice``: bf16 on
+  compute capability >= 8.0, else fp16 with a gradient scaler), TF32 matmuls and
+  convolutions (the trainer's CUDA setting) and channels-last (``--no-amp`` /
+  ``--no-channels-last`` turn them off; ``--compile`` adds ``torch.compile``);
 - ``plain``: the official semantics in float32 eager mode: D's gradients are computed in
-  the generator step and zeroed before the D step.
+  the generator step and zeroed before the D step. Float32 for real: TF32 is switched off
+  for its iterations (``torch.backends.cuda.matmul.allow_tf32`` and
+  ``torch.backends.cudnn.allow_tf32``), so the fast / plain ratio compares with true float32.
 
 Both run exactly the training iteration of :class:`redo_lib.training.Trainer` (generator
 step + D step) on random images in [-1, 1]; ``--steps`` iterations are timed after
@@ -78,13 +81,26 @@ def _trainer(args: argparse.Namespace, path: str):
     config.validate()
     data = RandomImages(args.batch_size * (1 + config.train.d_steps) * 2, config.model.image_size)
     out = os.path.join(tempfile.gettempdir(), "redo-bench-unused")  # nothing is written (write_files=False)
-    return Trainer(config, out, data, None, progress=False, write_files=False,
-                   freeze_d_in_g_step=fast, log=lambda message: None)
+    trainer = Trainer(config, out, data, None, progress=False, write_files=False,
+                      freeze_d_in_g_step=fast, log=lambda message: None)
+    # The Trainer turns TF32 on for CUDA; the plain path is float32 for real.
+    trainer.bench_tf32 = fast and trainer.device.type == "cuda"
+    _set_tf32(trainer)
+    return trainer
+
+
+def _set_tf32(trainer) -> None:
+    """Apply the path's TF32 setting (global flags: set before each iteration for --interleave)."""
+    import torch
+
+    torch.backends.cuda.matmul.allow_tf32 = trainer.bench_tf32
+    torch.backends.cudnn.allow_tf32 = trainer.bench_tf32
 
 
 def _timed(trainer) -> float:
     import torch
 
+    _set_tf32(trainer)
     start = time.perf_counter()
     losses = trainer.train_iteration()
     if trainer.device.type == "cuda":
@@ -115,6 +131,7 @@ def _figures(args, trainer, path, times, warmup_s, peak_mb, memory_kind) -> dict
         "memory": memory_kind,
         "warmup_s": round(warmup_s, 2),
         "amp": str(trainer.amp_dtype).replace("torch.", "") if trainer.amp_dtype else "off",
+        "tf32": bool(trainer.bench_tf32) if device.type == "cuda" else None,
         "channels_last": trainer.tc.channels_last,
         "compile": trainer.tc.compile,
         "d_grads_in_g_step": not trainer.freeze_d,

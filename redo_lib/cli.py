@@ -102,6 +102,7 @@ _TRAIN_OPTIONS = {
     "seed": ("train", "seed"),
     "eval_every": ("train", "eval_every"),
     "max_eval_images": ("train", "max_eval_images"),
+    "time_limit": ("train", "time_limit_minutes"),
     "d_steps": ("train", "d_steps"),
     "num_workers": ("train", "num_workers"),
     "auto_restart": ("train", "auto_restart"),
@@ -160,7 +161,7 @@ def load_split(name: str, root: Optional[str], split: str, image_size: int, n_re
     """One split through :func:`redo_lib.data.load_dataset` (root defaults to ``data/NAME``)."""
     data = _data_module()
     kwargs: Dict[str, Any] = {}
-    if name in ("synthetic", "folder"):
+    if name == "folder" or name in getattr(data, "SYNTHETIC_NAMES", ("synthetic",)):
         kwargs["n_regions"] = n_regions
     return data.load_dataset(name, _data_root(name, root), split, image_size=image_size, **kwargs)
 
@@ -262,10 +263,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 # ----------------------------------------------------------------------------- evaluate
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    import torch
-
     from .training.evaluation import evaluate_masks, has_masks
     from .training.trainer import resolve_device
+    from .utils import amp_dtype
 
     device = resolve_device(args.device)
     if (args.checkpoint is None) == (args.baseline is None):
@@ -279,7 +279,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         if args.dataset is None:
             raise UsageError("--baseline needs --dataset (and --image-size, default 128; 32 for synthetic)")
         dataset_name = args.dataset
-        image_size = args.image_size or (32 if dataset_name == "synthetic" else 128)
+        image_size = args.image_size or (32 if dataset_name in _data_module().SYNTHETIC_NAMES else 128)
         root = args.data_root
         function = BASELINES[args.baseline]
         predict = lambda images: function(images.cpu()).to(images.device)  # noqa: E731 (numpy-based ones)
@@ -305,7 +305,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if not has_masks(dataset):
         raise UsageError(f"the {args.split} split of {dataset_name!r} has no ground-truth masks to score "
                          f"against; choose another --split")
-    amp = torch.bfloat16 if (args.amp and device.type == "cuda") else None
+    amp = amp_dtype(device) if args.amp else None  # the training rule; None (float32) off CUDA
     scores = evaluate_masks(predict, dataset, n_regions, batch_size=args.batch_size,
                             max_images=args.max_images, device=device, num_workers=args.num_workers,
                             autocast_dtype=amp)
@@ -407,6 +407,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int, metavar="S")
     train.add_argument("--resume", action="store_true", help="continue the run in --out up to --steps")
     train.add_argument("--eval-every", type=int, metavar="N", help="evaluate and checkpoint every N steps")
+    train.add_argument("--time-limit", type=float, metavar="MIN", help="stop after MIN minutes of training (evaluations included)")
     train.add_argument("--max-eval-images", type=int, metavar="N", help="score only the first N validation images")
     train.add_argument("--d-steps", type=int, metavar="N", help="D updates per generator update")
     train.add_argument("--auto-restart", type=float, metavar="X",
@@ -415,7 +416,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--num-workers", type=int, metavar="N", help="data-loading processes")
     for name, what in (("mask", "F"), ("gen", "the generators"), ("disc", "D"), ("info", "delta")):
         train.add_argument(f"--lr-{name}", type=float, metavar="LR", help=f"learning rate of {what}")
-    train.add_argument("--amp", action="store_true", help="mixed precision on CUDA (bf16, else fp16)")
+    train.add_argument("--amp", action="store_true",
+                       help="mixed precision on CUDA: bf16 on compute capability >= 8.0, else fp16 + gradient scaler")
     train.add_argument("--compile", action="store_true", help="torch.compile the networks")
     train.add_argument("--channels-last", action="store_true", help="channels-last memory format")
     train.add_argument("--set", action="append", metavar="SECTION.OPTION=VALUE",
@@ -440,7 +442,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--max-images", type=int, default=0, metavar="N", help="only the first N images")
     evaluate.add_argument("--device", default="auto")
     evaluate.add_argument("--num-workers", type=int, default=0, metavar="N")
-    evaluate.add_argument("--amp", action="store_true", help="bf16 autocast on CUDA")
+    evaluate.add_argument("--amp", action="store_true",
+                          help="autocast on CUDA, same rule as training (bf16 on capability >= 8.0, else fp16)")
     evaluate.add_argument("--json", action="store_true", help="one JSON object on stdout")
     evaluate.set_defaults(func=cmd_evaluate)
 

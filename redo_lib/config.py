@@ -107,6 +107,9 @@ class TrainConfig:
     auto_restart: float = 0.0  # [autoRestart]: restart if the smaller region < x
     auto_restart_until: int = 7000  # official: restarts only up to iteration 7000
     max_eval_images: int = 0  # 0: every image of the validation split
+    # stop (after a last evaluation and checkpoint) once this many minutes of training,
+    # evaluations included, have passed across resumes (0: no limit, run all the steps)
+    time_limit_minutes: float = 0.0
     seed: int = 0
     num_workers: int = 0
     # Added for the training engine (redo_lib.training):
@@ -115,7 +118,7 @@ class TrainConfig:
     eval_batch_size: int = 50
     log_every: int = 10  # progress-bar update and NaN check interval (steps)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    amp: bool = False  # mixed precision on CUDA (bf16 where supported, else fp16 + GradScaler)
+    amp: bool = False  # mixed precision on CUDA: bf16 on compute capability >= 8.0, else fp16 + GradScaler
     channels_last: bool = False
     compile: bool = False  # torch.compile the networks
     # D step on the generator step's (detached) fakes instead of regenerating them:

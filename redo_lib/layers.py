@@ -124,9 +124,14 @@ class SelfAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
-        q = self.query(x).flatten(2)  # (B, C/8, N)
-        k = F.max_pool2d(self.key(x), 2).flatten(2)  # (B, C/8, N/4)
-        v = F.max_pool2d(self.value(x), 2).flatten(2)  # (B, C/2, N/4)
-        attention = torch.softmax(k.transpose(1, 2) @ q, dim=1)  # (B, N/4, N), sums to 1 over keys
-        o = (v @ attention).view(b, c // 2, h, w)
+        # scaled_dot_product_attention's layout: (B, heads = 1, positions, channels); the 4-D
+        # form lets CUDA pick its fused kernels.
+        q = self.query(x).flatten(2).transpose(1, 2)[:, None]  # (B, 1, N, C/8): a query per position
+        k = F.max_pool2d(self.key(x), 2).flatten(2).transpose(1, 2)[:, None]  # (B, 1, N/4, C/8)
+        v = F.max_pool2d(self.value(x), 2).flatten(2).transpose(1, 2)[:, None]  # (B, 1, N/4, C/2)
+        # Scores q k^T: (B, 1, N, N/4); the softmax runs over the last axis, the N/4 pooled key
+        # positions, so each query's weights sum to 1 over the keys (the official code's
+        # softmax over dim 1 of its (B, N/4, N) matrix). scale=1: no 1/sqrt(d) factor, as in SAGAN.
+        o = F.scaled_dot_product_attention(q, k, v, scale=1.0)  # (B, 1, N, C/2)
+        o = o[:, 0].transpose(1, 2).reshape(b, c // 2, h, w)
         return self.gamma * self.out(o) + x

@@ -1,13 +1,14 @@
-"""Small helpers the notebooks and the command line share: seeding and device choice."""
+"""Small helpers the notebooks and the command line share: seeding, device and precision choice."""
 from __future__ import annotations
 
 import os
 import random
+from typing import NamedTuple, Optional, Union
 
 import numpy as np
 import torch
 
-__all__ = ["seed_everything", "pick_device", "full_size_requested"]
+__all__ = ["seed_everything", "pick_device", "full_size_requested", "AmpChoice", "amp_choice", "amp_dtype"]
 
 
 def seed_everything(seed: int = 0) -> None:
@@ -41,6 +42,38 @@ def pick_device(name: str = "auto", local_rank: "int | None" = None) -> torch.de
             raise ValueError(f"device {name!r}: only {torch.cuda.device_count()} GPU(s) visible")
         return device
     raise ValueError(f"unknown device {name!r}; valid: auto, cpu, cuda, cuda:N")
+
+
+class AmpChoice(NamedTuple):
+    """Mixed-precision setting for one device: the autocast dtype (None: float32) and the scaler."""
+
+    dtype: Optional[torch.dtype]
+    use_scaler: bool
+
+
+def amp_choice(device: Union[torch.device, str]) -> AmpChoice:
+    """The project's one mixed-precision rule (training and ``redo evaluate --amp``).
+
+    - CUDA, compute capability >= 8.0 (Ampere and later): bfloat16, no gradient scaler.
+    - CUDA, older cards (a T4 is 7.5): float16 with a gradient scaler. bfloat16 is not
+      chosen there although ``torch.cuda.is_bf16_supported()`` says yes: it is emulated
+      and slow.
+    - Any other device (the CPU): no autocast, float32.
+
+    The capability is read for ``device`` itself (``cuda:N`` asks GPU N).
+    """
+    device = torch.device(device)
+    if device.type != "cuda":
+        return AmpChoice(None, False)
+    major, _minor = torch.cuda.get_device_capability(device)
+    if major >= 8:
+        return AmpChoice(torch.bfloat16, False)
+    return AmpChoice(torch.float16, True)
+
+
+def amp_dtype(device: Union[torch.device, str]) -> Optional[torch.dtype]:
+    """The autocast dtype of :func:`amp_choice` for ``device``; None means float32 (no autocast)."""
+    return amp_choice(device).dtype
 
 
 def full_size_requested() -> bool:

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from redo_lib.data import ColoredMNIST, CorruptFileError, MissingDataError, load_dataset
-from redo_lib.data.cmnist import read_idx
+from redo_lib.data.cmnist import read_mnist_images, read_mnist_labels
 from tests.data_fakes import idx_bytes, make_mnist
 
 
@@ -18,18 +18,60 @@ def mnist_root(tmp_path):
     return tmp_path
 
 
-def test_read_idx_plain_and_gz(tmp_path):
-    array = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)
-    (tmp_path / "a").write_bytes(idx_bytes(array))
-    (tmp_path / "a.gz").write_bytes(gzip.compress(idx_bytes(array)))
-    assert np.array_equal(read_idx(tmp_path / "a"), array)
-    assert np.array_equal(read_idx(tmp_path / "a.gz"), array)
-    (tmp_path / "cut").write_bytes(idx_bytes(array)[:-5])
-    with pytest.raises(CorruptFileError, match="cut"):
-        read_idx(tmp_path / "cut")
+def test_torchvision_reader_plain_and_gz(tmp_path):
+    images = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)
+    labels = np.array([3, 0, 7], dtype=np.uint8)
+    (tmp_path / "a").write_bytes(idx_bytes(images))
+    (tmp_path / "a.gz").write_bytes(gzip.compress(idx_bytes(images)))
+    (tmp_path / "l.gz").write_bytes(gzip.compress(idx_bytes(labels)))
+    for name in ("a", "a.gz"):
+        read = read_mnist_images(tmp_path / name)
+        assert read.dtype == np.uint8 and np.array_equal(read, images)
+    read = read_mnist_labels(tmp_path / "l.gz")
+    assert read.dtype == np.uint8 and np.array_equal(read, labels)
+
+
+def test_corrupt_files_are_named(tmp_path):
+    images = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)
+    (tmp_path / "cut").write_bytes(idx_bytes(images)[:-5])
+    with pytest.raises(CorruptFileError, match=r"cut is not a valid MNIST image file"):
+        read_mnist_images(tmp_path / "cut")
     (tmp_path / "bad").write_bytes(b"\x01\x02\x03\x04")
-    with pytest.raises(CorruptFileError, match="bad magic"):
-        read_idx(tmp_path / "bad")
+    with pytest.raises(CorruptFileError, match=r"bad is not a valid MNIST image file.*bad magic"):
+        read_mnist_images(tmp_path / "bad")
+    (tmp_path / "empty").write_bytes(b"")
+    with pytest.raises(CorruptFileError, match="empty"):
+        read_mnist_labels(tmp_path / "empty")
+    (tmp_path / "images-as-labels").write_bytes(idx_bytes(images))  # 3 dimensions, not 1
+    with pytest.raises(CorruptFileError, match="images-as-labels is not a valid MNIST label file"):
+        read_mnist_labels(tmp_path / "images-as-labels")
+    (tmp_path / "broken.gz").write_bytes(b"not gzip at all")
+    with pytest.raises(CorruptFileError, match="broken.gz"):
+        read_mnist_images(tmp_path / "broken.gz")
+    with pytest.raises(MissingDataError, match="absent"):
+        read_mnist_images(tmp_path / "absent")
+
+
+def test_corrupt_file_in_the_data_set_is_named(tmp_path):
+    make_mnist(tmp_path)
+    victim = tmp_path / "MNIST" / "raw" / "t10k-images-idx3-ubyte.gz"
+    victim.write_bytes(gzip.compress(gzip.decompress(victim.read_bytes())[:-100]))
+    with pytest.raises(CorruptFileError, match="t10k-images-idx3-ubyte.gz"):
+        ColoredMNIST(tmp_path, "test", image_size=32)
+    assert len(ColoredMNIST(tmp_path, "train", image_size=32, val_size=10)) == 20  # other files unaffected
+
+
+def test_reads_through_torchvision(monkeypatch, tmp_path):
+    """The files go through torchvision's readers (no second idx parser in the package)."""
+    import torchvision.datasets.mnist as tv_mnist
+
+    make_mnist(tmp_path, compress=False)
+    calls = []
+    for name in ("read_image_file", "read_label_file"):
+        original = getattr(tv_mnist, name)
+        monkeypatch.setattr(tv_mnist, name, lambda path, _f=original, _n=name: calls.append(_n) or _f(path))
+    ColoredMNIST(tmp_path, "test", image_size=32)
+    assert sorted(calls) == ["read_image_file", "read_label_file"]
 
 
 @pytest.mark.parametrize("size,digit", [(32, 14), (64, 28), (128, 56)])

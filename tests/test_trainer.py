@@ -296,3 +296,26 @@ def test_tensorboard_is_optional(tmp_path):
         assert any("TensorBoard is not installed" in m for m in messages)
     else:
         assert (tmp_path / "run" / "tensorboard").is_dir()
+
+
+def test_time_limit_stops_after_a_last_evaluation_and_checkpoint(tmp_path, monkeypatch):
+    """``train.time_limit_minutes``: the run ends at the first logging step past the limit."""
+    import redo_lib.training.trainer as trainer_module
+
+    clock = {"t": 0.0}
+
+    def fake_clock():
+        clock["t"] += 7.0  # every reading of the clock: 7 seconds later
+        return clock["t"]
+
+    out = tmp_path / "run"
+    trainer = make_trainer(out, make_config(steps=50, eval_every=10, log_every=2, time_limit_minutes=1.0))
+    monkeypatch.setattr(trainer_module.time, "perf_counter", fake_clock)
+    summary = trainer.fit()
+    assert 0 < summary["step"] < 50 and summary["step"] % 2 == 0
+    assert load_checkpoint(out / "last.pt")["step"] == summary["step"]
+    evals = [r for r in read_metrics(out) if "event" not in r]
+    assert evals[-1]["step"] == summary["step"] and evals[-1]["seconds"] >= 60.0
+    # without a limit the same run goes all the way
+    plain = make_trainer(tmp_path / "plain", make_config(steps=8, eval_every=4, log_every=2)).fit()
+    assert plain["step"] == 8

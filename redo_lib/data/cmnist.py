@@ -22,14 +22,17 @@ validation pool. The default length of a split is the size of its pool.
 
 Files: torchvision's layout, ``root/MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte``
 (optionally ``.gz``), as written by ``redo data download mnist --root DIR`` or by
-``torchvision.datasets.MNIST(root, download=True)``.
+``torchvision.datasets.MNIST(root, download=True)``, and read with torchvision's own
+readers (``torchvision.datasets.mnist.read_image_file`` / ``read_label_file``).
 """
 from __future__ import annotations
 
 import gzip
+import shutil
+import tempfile
 from pathlib import Path
 from types import MappingProxyType
-from typing import Dict, Mapping, Optional, Sequence, Tuple
+from typing import Callable, Dict, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -38,7 +41,9 @@ from .base import PathLike, ProceduralDataset, check_split, download_hint
 from .errors import CorruptFileError, MissingDataError
 from .hashing import stream_key, uniforms
 
-__all__ = ["ColoredMNIST", "read_idx", "load_mnist", "mnist_file", "MNIST_FILES", "VAL_SIZE"]
+__all__ = [
+    "ColoredMNIST", "read_mnist_images", "read_mnist_labels", "load_mnist", "mnist_file", "MNIST_FILES", "VAL_SIZE",
+]
 
 MNIST_FILES: Mapping[str, str] = MappingProxyType({
     "train_images": "train-images-idx3-ubyte",
@@ -48,40 +53,51 @@ MNIST_FILES: Mapping[str, str] = MappingProxyType({
 })
 #: images at the end of MNIST's training set kept for validation
 VAL_SIZE = 10000
-_IDX_TYPES: Mapping[int, object] = MappingProxyType(
-    {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
-)
 
 
-def read_idx(path: Path) -> np.ndarray:
-    """Parse an idx file (LeCun's MNIST format), gzip-compressed or not.
+def _read_with(reader: Callable[[str], torch.Tensor], path: PathLike, what: str) -> torch.Tensor:
+    """Run one of torchvision's MNIST readers on ``path`` (plain or ``.gz``); errors name the file.
 
-    Header: two zero bytes, a type code, the number of dimensions, then one big-endian
-    uint32 per dimension; the data follow in C order.
+    torchvision's readers (``torchvision.datasets.mnist``) open plain files only, so a
+    ``.gz`` file is decompressed into a temporary folder first. Whatever goes wrong in the
+    parse (bad magic number, truncated data, wrong type or number of dimensions; torchvision
+    signals these with assertions, ``RuntimeError``, ``ValueError`` or ``TypeError``)
+    becomes a :class:`CorruptFileError` that says which file.
     """
+    path = Path(path)
+    if not path.is_file():
+        raise MissingDataError(f"MNIST file not found: {path}")
     try:
-        opener = gzip.open if path.suffix == ".gz" else open
-        with opener(path, "rb") as handle:
-            data = handle.read()
-    except FileNotFoundError:
-        raise MissingDataError(f"MNIST file not found: {path}") from None
-    except (OSError, EOFError) as error:
+        if path.suffix == ".gz":
+            with tempfile.TemporaryDirectory(prefix="redo-mnist-") as folder:
+                plain = Path(folder) / path.stem
+                with gzip.open(path, "rb") as source, open(plain, "wb") as target:
+                    shutil.copyfileobj(source, target)
+                return reader(str(plain))
+        return reader(str(path))
+    except (OSError, EOFError) as error:  # includes gzip.BadGzipFile
         raise CorruptFileError(f"cannot read {path}: {error}") from error
-    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _IDX_TYPES:
-        raise CorruptFileError(f"{path} is not an idx file (bad magic number)")
-    ndim = data[3]
-    header = 4 + 4 * ndim
-    if len(data) < header:
-        raise CorruptFileError(f"{path} is truncated (incomplete header)")
-    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    dtype = np.dtype(_IDX_TYPES[data[2]])
-    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    if len(data) - header != expected:
+    except (AssertionError, RuntimeError, ValueError, TypeError, KeyError, IndexError) as error:
+        detail = str(error) or type(error).__name__
         raise CorruptFileError(
-            f"{path} is truncated or corrupt: header announces shape {shape} "
-            f"({expected} bytes of data), found {len(data) - header} bytes"
-        )
-    return np.frombuffer(data, dtype=dtype, offset=header).reshape(shape)
+            f"{path} is not a valid MNIST {what} file (idx format; bad magic number, truncated or "
+            f"corrupt): torchvision's reader says: {detail}"
+        ) from error
+
+
+def read_mnist_images(path: PathLike) -> np.ndarray:
+    """MNIST images ``(N, H, W)`` uint8 from an idx3 file (plain or ``.gz``), by torchvision's reader."""
+    from torchvision.datasets.mnist import read_image_file
+
+    return _read_with(read_image_file, path, "image").numpy()
+
+
+def read_mnist_labels(path: PathLike) -> np.ndarray:
+    """MNIST labels ``(N,)`` uint8 from an idx1 file (plain or ``.gz``), by torchvision's reader."""
+    from torchvision.datasets.mnist import read_label_file
+
+    labels = _read_with(read_label_file, path, "label")  # int64 (torchvision widens the uint8 data)
+    return labels.to(torch.uint8).numpy()
 
 
 def mnist_file(root: Path, key: str) -> Path:
@@ -104,8 +120,8 @@ def load_mnist(root: PathLike, train: bool) -> Tuple[np.ndarray, np.ndarray]:
     root = Path(root)
     prefix = "train" if train else "test"
     images_path, labels_path = mnist_file(root, f"{prefix}_images"), mnist_file(root, f"{prefix}_labels")
-    images, labels = read_idx(images_path), read_idx(labels_path)
-    if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+    images, labels = read_mnist_images(images_path), read_mnist_labels(labels_path)
+    if len(images) != len(labels):
         raise CorruptFileError(
             f"MNIST files disagree: {images_path} has shape {images.shape}, {labels_path} has shape {labels.shape}"
         )

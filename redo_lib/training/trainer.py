@@ -38,7 +38,7 @@ from torch.utils.data import Dataset
 
 from ..config import ReDOConfig
 from ..model import ReDO
-from ..utils import pick_device, seed_everything
+from ..utils import amp_choice, pick_device, seed_everything
 from .checkpoint import (
     FORMAT,
     NETWORKS,
@@ -153,8 +153,7 @@ class Trainer:
         use_scaler = False
         if self.tc.amp:
             if self.device.type == "cuda":
-                self.amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-                use_scaler = self.amp_dtype == torch.float16
+                self.amp_dtype, use_scaler = amp_choice(self.device)  # bf16 only on capability >= 8.0
             else:
                 self.log("note: --amp is ignored on the CPU (training in float32)")
         if self.device.type == "cuda":
@@ -623,10 +622,11 @@ class Trainer:
                 if self._pbar is not None:
                     self._pbar.update(1)
                 scheduled = self.step % self.tc.eval_every == 0
-                if self.step % self.tc.log_every == 0 or scheduled or self.step == total:
+                last = self.step == total or self._out_of_time()
+                if self.step % self.tc.log_every == 0 or scheduled or last:
                     self._flush_losses()
                     self._show_losses()
-                if scheduled or self.step == total:
+                if scheduled or last:
                     if self.device.type == "cuda":
                         torch.cuda.synchronize(self.device)
                     seconds = time.perf_counter() - window_t
@@ -635,6 +635,9 @@ class Trainer:
                     self._evaluate_and_save(scheduled, window)
                     barrier(self.dist)
                     window_t, window_steps = time.perf_counter(), 0
+                if last and self.step < total:
+                    self.log(f"time limit of {self.tc.time_limit_minutes:g} minutes reached at step {self.step}")
+                    break
         except TrainingDiverged as error:
             self._append_metrics({"event": "diverged", "step": self.step, "iteration": self.iterations,
                                   "message": str(error)})
@@ -649,6 +652,17 @@ class Trainer:
                 self._writer.close()
                 self._writer = None
         return self.summary()
+
+    def _out_of_time(self) -> bool:
+        """Whether ``train.time_limit_minutes`` of training (across resumes) have passed.
+
+        Every process takes the main process's answer, so all stop at the same step.
+        """
+        limit = self.tc.time_limit_minutes
+        if not limit or self.step % self.tc.log_every:
+            return False
+        spent = self.elapsed + (time.perf_counter() - self._t0)
+        return bool(broadcast_object(spent >= 60.0 * limit, self.dist))
 
     def _show_losses(self) -> None:
         if self._last_losses is None:

@@ -1,0 +1,175 @@
+"""The ladder of difficulty: train ReDO on each synthetic level, score it, compare with baselines.
+
+Every run is ``redo train`` with a time limit (``--time-limit``), one thread, so that two
+runs share a 2-core machine side by side; after training, the checkpoint with the best
+validation IoU is scored on the test split. ``table`` collects every run found under
+``--runs`` into one markdown table: validation IoU reached by 10, 30 and 60 minutes
+(the best so far, as the trainer keeps it) and the test IoU of the kept checkpoint, beside
+the baselines on the same test split.
+
+    python benchmarks/ladder.py list
+    python benchmarks/ladder.py train nz3 --dataset synthetic-flat --seed 0 --minutes 30
+    python benchmarks/ladder.py baselines --dataset synthetic-flat
+    python benchmarks/ladder.py table --runs runs/ladder
+
+A run's folder is ``RUNS/<dataset>/<setting>/seed<S>``; the command that made it is in
+its ``command.txt``, its curve in ``metrics.jsonl``, its test score in ``test.json``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Dict, List, Optional
+
+#: named settings: ``redo train`` options on top of ``--preset synthetic``.
+#: Each differs from the one it was compared with by one change (see the book's chapter
+#: "What makes ReDO learn" for the curves).
+SETTINGS: Dict[str, List[str]] = {
+    # the synthetic preset as it was before the ladder (nz 8)
+    "nz8": ["--set", "model.nz=8"],
+    # a code no longer than what a flat colour can carry (3 numbers: R, G, B)
+    "nz3": ["--set", "model.nz=3"],
+    "nz3-lrF3e-4": ["--set", "model.nz=3", "--lr-mask", "3e-4"],
+    "nz3-D32": ["--set", "model.nz=3", "--set", "model.nf_disc=32"],
+    # the current preset, whatever it is
+    "preset": [],
+}
+
+BASELINE_NAMES = ("all-foreground", "centred-disk", "kmeans", "grabcut")
+MINUTES = (10, 30, 60)
+
+
+def _redo() -> List[str]:
+    return [sys.executable, "-m", "redo_lib.cli"]
+
+
+def _env() -> Dict[str, str]:
+    env = dict(os.environ)
+    env.setdefault("OMP_NUM_THREADS", "1")
+    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    return env
+
+
+def run_dir(runs: Path, dataset: str, setting: str, seed: int, image_size: Optional[int], k: int) -> Path:
+    tag = setting + (f"-{image_size}px" if image_size else "") + (f"-K{k}" if k != 2 else "")
+    return runs / dataset / tag / f"seed{seed}"
+
+
+def train(args: argparse.Namespace) -> int:
+    if args.setting not in SETTINGS:
+        raise SystemExit(f"unknown setting {args.setting!r}; valid: {', '.join(SETTINGS)}")
+    out = run_dir(Path(args.runs), args.dataset, args.setting, args.seed, args.image_size, args.k)
+    command = [*_redo(), "train", "--preset", "synthetic", "--dataset", args.dataset, "--seed", str(args.seed),
+               "--steps", "1000000", "--time-limit", str(args.minutes), "--out", str(out), "--quiet",
+               *SETTINGS[args.setting]]
+    if args.image_size:
+        command += ["--image-size", str(args.image_size)]
+    if args.k != 2:
+        command += ["--set", f"model.n_regions={args.k}"]
+    if (out / "last.pt").exists():
+        command.append("--resume")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "command.txt").write_text(" ".join(["redo", *command[3:]]) + "\n")
+    code = subprocess.call(command, env=_env())
+    if code:
+        return code
+    if args.k == 2:
+        score = subprocess.run([*_redo(), "evaluate", "--checkpoint", str(out / "best.pt"), "--split", "test",
+                                "--json"], env=_env(), check=True, capture_output=True, text=True)
+        (out / "test.json").write_text(score.stdout)
+        print(score.stdout.strip())
+    return 0
+
+
+def baselines(args: argparse.Namespace) -> int:
+    out = Path(args.runs) / args.dataset
+    out.mkdir(parents=True, exist_ok=True)
+    results = {}
+    for name in BASELINE_NAMES:
+        score = subprocess.run([*_redo(), "evaluate", "--baseline", name, "--dataset", args.dataset, "--split", "test",
+                                "--image-size", str(args.image_size), "--json"], env=_env(), check=True,
+                               capture_output=True, text=True)
+        results[name] = json.loads(score.stdout)
+        print(name, results[name]["iou"])
+    (out / f"baselines-{args.image_size}px.json").write_text(json.dumps(results, indent=1))
+    return 0
+
+
+def _curve(run: Path) -> List[dict]:
+    records = []
+    for line in (run / "metrics.jsonl").read_text().splitlines():
+        record = json.loads(line)
+        if "event" not in record and record.get("iou") is not None:
+            records.append(record)
+    return records
+
+
+def best_by(records: List[dict], minutes: float) -> Optional[float]:
+    """The best validation IoU reached within ``minutes`` of training (None: the run was shorter)."""
+    seen = [r["iou"] for r in records if r["seconds"] <= 60 * minutes]
+    if not records or records[-1]["seconds"] < 60 * minutes * 0.97:
+        return None
+    return max(seen) if seen else None
+
+
+def table(args: argparse.Namespace) -> int:
+    runs = Path(args.runs)
+    lines = ["| data set | setting | seed | iterations | val IoU by 10 / 30 / 60 min | test IoU (kept checkpoint) |",
+             "|---|---|---|---|---|---|"]
+    rows = []
+    for metrics in sorted(runs.glob("*/*/seed*/metrics.jsonl")):
+        run = metrics.parent
+        records = _curve(run)
+        if not records:
+            continue
+        cells = [best_by(records, m) for m in MINUTES]
+        test = json.loads((run / "test.json").read_text())["iou"] if (run / "test.json").exists() else None
+        row = {"dataset": run.parent.parent.name, "setting": run.parent.name, "seed": run.name[4:],
+               "iterations": records[-1]["iteration"], "val_iou_by_minutes": dict(zip(MINUTES, cells)),
+               "test_iou": test}
+        rows.append(row)
+        fmt = " / ".join("-" if c is None else f"{c:.3f}" for c in cells)
+        lines.append(f"| {row['dataset']} | {row['setting']} | {row['seed']} | {row['iterations']} | {fmt} | "
+                     f"{'-' if test is None else f'{test:.3f}'} |")
+    lines += ["", "| data set | " + " | ".join(BASELINE_NAMES) + " |", "|---|" + "---|" * len(BASELINE_NAMES)]
+    for path in sorted(runs.glob("*/baselines-*.json")):
+        scores = json.loads(path.read_text())
+        lines.append(f"| {path.parent.name} ({path.stem.split('-')[-1]}) | "
+                     + " | ".join(f"{scores[n]['iou']:.3f}" for n in BASELINE_NAMES) + " |")
+    print("\n".join(lines))
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=1))
+    return 0
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", default="runs/ladder", help="folder of the runs (default runs/ladder)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("list", help="the named settings")
+    t = sub.add_parser("train", help="one run of one setting on one level")
+    t.add_argument("setting")
+    t.add_argument("--dataset", default="synthetic-flat")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--minutes", type=float, default=30.0)
+    t.add_argument("--image-size", type=int)
+    t.add_argument("--k", type=int, default=2, help="regions (3: two objects)")
+    b = sub.add_parser("baselines", help="the four baselines on a level's test split")
+    b.add_argument("--dataset", default="synthetic-flat")
+    b.add_argument("--image-size", type=int, default=32)
+    s = sub.add_parser("table", help="one table of every run and baseline under --runs")
+    s.add_argument("--json", help="also write the rows as JSON here")
+    args = parser.parse_args(argv)
+    if args.command == "list":
+        for name, options in SETTINGS.items():
+            print(f"{name:14s} redo train --preset synthetic {' '.join(options)}")
+        return 0
+    return {"train": train, "baselines": baselines, "table": table}[args.command](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,56 @@
+"""benchmarks/ladder.py: the table reads the runs' curves the way the book states them."""
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _ladder():
+    spec = importlib.util.spec_from_file_location("ladder", ROOT / "benchmarks" / "ladder.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _write_run(folder: Path, curve, test_iou=None):
+    folder.mkdir(parents=True)
+    lines = [json.dumps({"event": "start", "step": 0})]
+    for i, (seconds, iou) in enumerate(curve, 1):
+        lines.append(json.dumps({"step": 250 * i, "iteration": 250 * i, "seconds": seconds, "iou": iou}))
+    (folder / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+    if test_iou is not None:
+        (folder / "test.json").write_text(json.dumps({"iou": test_iou}))
+
+
+def test_best_by_minutes_is_the_best_so_far_and_none_past_the_end():
+    ladder = _ladder()
+    records = [{"seconds": 300, "iou": 0.5}, {"seconds": 590, "iou": 0.7}, {"seconds": 900, "iou": 0.6},
+               {"seconds": 1800, "iou": 0.65}]
+    assert ladder.best_by(records, 10) == 0.7
+    assert ladder.best_by(records, 30) == 0.7
+    assert ladder.best_by(records, 60) is None  # the run stopped at 30 minutes
+
+
+def test_table_lists_runs_and_baselines(tmp_path, capsys):
+    ladder = _ladder()
+    _write_run(tmp_path / "synthetic-flat" / "nz3" / "seed0", [(600, 0.4), (1800, 0.91)], test_iou=0.905)
+    (tmp_path / "synthetic-flat" / "baselines-32px.json").write_text(json.dumps(
+        {name: {"iou": 0.1 * (i + 1)} for i, name in enumerate(ladder.BASELINE_NAMES)}))
+    assert ladder.main(["--runs", str(tmp_path), "table", "--json", str(tmp_path / "rows.json")]) == 0
+    out = capsys.readouterr().out
+    assert "| synthetic-flat | nz3 | 0 | 500 | 0.400 / 0.910 / - | 0.905 |" in out
+    assert "| synthetic-flat (32px) | 0.100 | 0.200 | 0.300 | 0.400 |" in out
+    rows = json.loads((tmp_path / "rows.json").read_text())
+    assert rows[0]["test_iou"] == 0.905
+
+
+def test_every_setting_is_valid_for_redo_train():
+    """Each named setting parses as ``redo train`` options on the synthetic preset."""
+    from redo_lib.cli import main
+
+    ladder = _ladder()
+    for options in ladder.SETTINGS.values():
+        assert main(["train", "--preset", "synthetic", "--print-config", *options]) == 0
