@@ -11,6 +11,7 @@ Sub-commands::
                   [--split test] [--image-size S] [--json]
     redo redraw --checkpoint FILE [--dataset NAME] [--n-images 4] [--n-z 4] [--seed 0] --output FILE.png
     redo convert-official INPUT.pth OUTPUT.pt
+    redo export CHECKPOINT.pt OUTPUT.pt
     redo data {download,check,list} ...
 
 ``--steps`` is the run's total number of iterations: ``redo train --resume --out DIR
@@ -380,6 +381,19 @@ def cmd_convert_official(args: argparse.Namespace) -> int:
     return 0
 
 
+# ----------------------------------------------------------------------------- export
+def cmd_export(args: argparse.Namespace) -> int:
+    from .training.checkpoint import export_model
+
+    if not Path(args.input).is_file():
+        raise UsageError(f"checkpoint not found: {args.input}")
+    state = export_model(args.input, args.output)
+    size = Path(args.output).stat().st_size / 2**20
+    print(f"wrote {args.output} ({size:.1f} MB): the networks of step {state.get('step')}, "
+          f"no optimiser state (it scores and redraws, it cannot be resumed)")
+    return 0
+
+
 # ----------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
@@ -468,6 +482,12 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("input", metavar="INPUT.pth")
     convert.add_argument("output", metavar="OUTPUT.pt")
     convert.set_defaults(func=cmd_convert_official)
+
+    # export
+    export = commands.add_parser("export", help="a checkpoint's networks only (small, for sharing)")
+    export.add_argument("input", metavar="CHECKPOINT.pt")
+    export.add_argument("output", metavar="OUTPUT.pt")
+    export.set_defaults(func=cmd_export)
 
     # data (the data layer's own sub-commands)
     try:

@@ -57,6 +57,7 @@ __all__ = [
     "swap_figure",
     "load_metrics",
     "curves_figure",
+    "compare_runs_figure",
 ]
 
 Tensor = torch.Tensor
@@ -606,4 +607,45 @@ def curves_figure(records: Sequence[Dict], keys: Sequence[str] = ("iou", "accura
             ax.legend(fontsize=8)
         else:
             ax.text(0.5, 0.5, f"no '{key}' values", ha="center", va="center", transform=ax.transAxes)
+    return fig
+
+
+def compare_runs_figure(runs: "Dict[str, Sequence[Dict]]", key: str = "iou", *,
+                        baselines: Optional[Dict[str, float]] = None, title: Optional[str] = None,
+                        ax=None, panel: Tuple[float, float] = (5.0, 3.2)) -> Figure:
+    """Several runs' validation ``key`` against minutes of training, on one axes.
+
+    ``runs`` maps a label to the records of :func:`load_metrics` (each needs ``seconds``,
+    written by the trainer at every evaluation). Runs that share a label prefix before
+    ``" seed"`` share a colour, so the seeds of one setting read as one family.
+    ``baselines`` draws dashed horizontal lines (e.g. colour k-means on the same split).
+    """
+    if ax is None:
+        fig = Figure(figsize=panel, layout="constrained")
+        ax = fig.subplots()
+    else:
+        fig = ax.figure
+    colours: Dict[str, str] = {}
+    palette = [f"C{i}" for i in range(10)]
+    for label, records in runs.items():
+        points = [(r["seconds"] / 60.0, r[key]) for r in records
+                  if "event" not in r and r.get("seconds") is not None and _is_number(r.get(key))]
+        if not points:
+            continue
+        family = label.split(" seed")[0]
+        colour = colours.setdefault(family, palette[len(colours) % len(palette)])
+        xs, ys = zip(*sorted(points))
+        ax.plot(xs, ys, marker=".", color=colour, label=label, alpha=0.85)
+    for i, (name, value) in enumerate((baselines or {}).items()):
+        ax.axhline(value, linestyle="--", color="grey", alpha=0.4 + 0.6 * i / max(len(baselines) - 1, 1),
+                   linewidth=1)
+        ax.text(0.0, value, f" {name} {value:.2f}", fontsize=7, va="bottom", color="dimgrey",
+                transform=ax.get_yaxis_transform())
+    ax.set_xlabel("minutes of training (one CPU thread)")
+    ax.set_ylabel(f"validation {key}")
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    if title:
+        ax.set_title(title)
     return fig

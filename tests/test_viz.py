@@ -168,3 +168,17 @@ def test_curves_figure_splits_restarts():
 def test_figures_render_to_png(model):
     png = viz.figure_to_png(viz.redraw_figure(model, images(1), n_z=1))
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_compare_runs_figure_one_line_per_run_and_colour_per_setting():
+    from redo_lib.viz import compare_runs_figure
+
+    run = lambda scale: [{"event": "start"}] + [{"seconds": 60.0 * m, "iou": scale * m / 10} for m in (1, 5, 10)]  # noqa: E731
+    fig = compare_runs_figure({"a seed0": run(0.5), "a seed1": run(0.6), "b seed0": run(0.9), "empty": []},
+                              baselines={"k-means": 0.6})
+    ax = fig.axes[0]
+    lines = [line for line in ax.get_lines() if line.get_label() in ("a seed0", "a seed1", "b seed0")]
+    assert len(lines) == 3
+    assert list(lines[0].get_xdata()) == [1.0, 5.0, 10.0]  # minutes
+    assert lines[0].get_color() == lines[1].get_color() != lines[2].get_color()
+    assert any(abs(line.get_ydata()[0] - 0.6) < 1e-9 for line in ax.get_lines() if line.get_linestyle() == "--")

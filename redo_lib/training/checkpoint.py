@@ -38,6 +38,7 @@ __all__ = [
     "model_state",
     "RESUMABLE_OPTIONS",
     "check_resumable",
+    "export_model",
 ]
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -52,7 +53,7 @@ RESUMABLE_OPTIONS = frozenset(
     f"train.{name}" for name in (
         "steps", "eval_every", "max_eval_images", "num_workers", "data_root", "eval_batch_size",
         "log_every", "device", "amp", "channels_last", "compile", "train_eval_images",
-        "auto_restart", "auto_restart_until",
+        "auto_restart", "auto_restart_until", "time_limit_minutes",
     )
 )
 
@@ -198,6 +199,24 @@ def load_model(path: PathLike, device: Any = "cpu") -> Tuple[ReDO, ReDOConfig]:
     except (KeyError, RuntimeError) as error:
         raise CheckpointError(f"{path}: the weights do not match the stored configuration: {error}") from error
     return model.to(device).eval(), config
+
+
+#: what :func:`export_model` keeps of a training checkpoint: enough to load, score and cite it
+EXPORTED_KEYS = ("format", "version", "config", "model", "step", "iterations", "restarts", "best_iou",
+                 "best_step", "elapsed_seconds", "images_seen", "torch_version")
+
+
+def export_model(src: PathLike, dst: PathLike) -> Dict[str, Any]:
+    """Write the networks of checkpoint ``src`` to ``dst`` without optimiser and random states.
+
+    The result loads with :func:`load_model` (and ``redo evaluate``) like the original,
+    at about a third of its size, but cannot be resumed. Written atomically.
+    """
+    state = load_checkpoint(src)
+    slim = {key: state[key] for key in EXPORTED_KEYS if key in state}
+    slim["exported_from"] = Path(src).name
+    atomic_save(slim, dst)
+    return slim
 
 
 def check_resumable(stored: ReDOConfig, requested: ReDOConfig, path: PathLike = "checkpoint",
