@@ -7,17 +7,25 @@ Its spectrally normalised layers use the legacy names ``weight_orig`` / ``weight
 ``weight_v``; copying all three into the parametrised layers reproduces the official
 eval-mode outputs exactly.
 
+The authors' pretrained weights (Flowers, LFW, CUB) are ``.tar.gz`` archives in a Google
+Drive folder linked from the official README; :func:`fetch_official_archive` downloads
+and extracts one, :func:`load_official_archive` also loads it.
+
 Usage::
 
     model = load_official("flowers_best.pth")      # a ReDO in eval mode
     masks = model.mask_net(images)
+    model = load_official_archive("flowers", "netM")  # the authors' F, downloaded once
 """
 from __future__ import annotations
 
 import argparse
 import os
 import re
-from typing import Any, Dict, List, Mapping, Tuple, Union
+import shutil
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
+from urllib.parse import unquote, urlsplit
 
 import torch
 
@@ -25,7 +33,8 @@ from .config import ModelConfig
 from .model import ReDO
 
 __all__ = ["load_official", "read_official", "official_model_config", "convert_state_dict", "OFFICIAL_NETWORKS",
-           "OfficialCheckpointError"]
+           "OfficialCheckpointError", "OFFICIAL_WEIGHTS_FOLDER", "OFFICIAL_ARCHIVE_PARTS", "official_archive_name",
+           "OFFICIAL_WEIGHT_DATASETS", "fetch_official_archive", "load_official_archive"]
 
 #: official key -> attribute of :class:`ReDO`
 OFFICIAL_NETWORKS = {
@@ -225,3 +234,180 @@ def load_official(path_or_dict: Union[str, os.PathLike, Mapping[str, Any]]) -> R
         module.load_state_dict(state, strict=True)
     model.official_networks = present
     return model.eval()
+
+
+# ---------------------------------------------------------------------------- the authors' weights
+#: The Google Drive folder of pretrained weights linked from the official README.
+OFFICIAL_WEIGHTS_FOLDER = "https://drive.google.com/drive/folders/1hUb2iOTJAbWw1NotWGAsEt4ASomhOwbh"
+#: ``<dataset>_<part>_state.tar.gz`` -> the official networks its ``.pth`` file holds
+OFFICIAL_ARCHIVE_PARTS: Mapping[str, Tuple[str, ...]] = {
+    "nets": ("netEncM", "netGenX", "netDX", "netRecZ"),  # all four networks
+    "netM": ("netEncM",),  # the mask network F: enough to segment
+    "netX": ("netGenX",),  # the region generators
+    "netD": ("netDX",),
+    "netZ": ("netRecZ",),
+}
+#: the data sets the authors published weights for
+OFFICIAL_WEIGHT_DATASETS = ("flowers", "lfw", "cub")
+
+
+def official_archive_name(dataset: str, part: str = "netM") -> str:
+    """The file name of an official archive, e.g. ``flowers_netM_state.tar.gz``."""
+    if part not in OFFICIAL_ARCHIVE_PARTS:
+        raise ValueError(f"unknown part {part!r}; valid: {', '.join(OFFICIAL_ARCHIVE_PARTS)}")
+    return f"{dataset}_{part}_state.tar.gz"
+
+
+def _is_google_drive(url: str) -> bool:
+    return urlsplit(url).netloc.endswith("drive.google.com")
+
+
+def _local_file(url: str) -> Optional[Path]:
+    """The local file a ``url`` names (a path or a ``file://`` URL), else None."""
+    parts = urlsplit(url)
+    if parts.scheme == "file":
+        return Path(unquote(parts.path))
+    if len(parts.scheme) <= 1:  # a path (a one-letter "scheme" is a Windows drive)
+        return Path(url)
+    return None
+
+
+def _basename(path: str) -> str:
+    """The last component of a path as gdown lists it."""
+    return path.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
+
+
+def _gdown_fetch(url: str, name: str, dest: Path, progress: bool) -> None:
+    """Download ``name`` from a Google Drive file or folder link with gdown (Colab has it)."""
+    from .data.errors import DownloadError
+
+    try:
+        import gdown
+    except ImportError:
+        raise DownloadError(
+            f"{name} is on Google Drive, which needs gdown: pip install gdown (Colab has it), or "
+            f"download the archive yourself and pass its path or an HTTP URL as url="
+        ) from None
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if "/folders/" in url:
+        try:
+            listing = gdown.download_folder(url=url, skip_download=True, quiet=not progress, remaining_ok=True)
+        except TypeError:  # gdown < 4.7 has no skip_download
+            raise DownloadError("this gdown cannot list a folder: pip install -U gdown") from None
+        except Exception as error:  # gdown raises its own exception types for network errors
+            raise DownloadError(f"cannot list the Google Drive folder {url}: {error}") from None
+        matches = [entry for entry in listing or () if _basename(entry.path) == name]
+        if not matches:
+            names = sorted(_basename(entry.path) for entry in listing or ())
+            raise DownloadError(f"no {name} in the Google Drive folder {url}; it holds: {', '.join(names)}")
+        target = dict(id=matches[0].id)
+    else:
+        target = dict(url=url, fuzzy=True)  # a file link in any of Drive's forms
+    part = dest.with_name(dest.name + ".part")  # renamed only once complete
+    try:
+        result = gdown.download(output=os.fspath(part), quiet=not progress, **target)
+    except Exception as error:
+        raise DownloadError(f"cannot download {name} from Google Drive: {error}") from None
+    if not result or not part.is_file():
+        raise DownloadError(f"cannot download {name} from Google Drive ({url}); try again later, or download "
+                            f"it in a browser and pass its path as url=")
+    os.replace(part, dest)
+
+
+def _find_state_file(folder: Path, part: str) -> Optional[Path]:
+    """The ``.pth`` file of an extracted archive (``*_<part>_state.pth`` preferred)."""
+    files = sorted(p for p in folder.rglob("*.pth") if p.is_file())
+    if not files:
+        return None
+    preferred = [p for p in files if p.name.endswith(f"_{part}_state.pth")]
+    if len(preferred) == 1:
+        return preferred[0]
+    if len(files) == 1:
+        return files[0]
+    raise OfficialCheckpointError(f"{folder} holds several .pth files, which one to load is unclear: "
+                                  f"{', '.join(p.name for p in files)}")
+
+
+def fetch_official_archive(dataset: str = "flowers", part: str = "netM",
+                           root: Union[str, os.PathLike] = "data/official", *, url: Optional[str] = None,
+                           md5: Optional[str] = None, progress: bool = True, timeout: float = 60.0,
+                           keep_archive: bool = False, log: Callable[[str], None] = print) -> Path:
+    """Download and extract one of the authors' archives; return the ``.pth`` file it holds.
+
+    ``dataset`` is ``flowers``, ``lfw`` or ``cub``; ``part`` names the archive
+    (:data:`OFFICIAL_ARCHIVE_PARTS`: ``"nets"`` for all four networks, ``"netM"`` for F only).
+    Where the archive comes from:
+
+    - ``url=None``: ``<dataset>_<part>_state.tar.gz`` in the official Google Drive folder
+      (:data:`OFFICIAL_WEIGHTS_FOLDER`), through ``gdown`` (installed on Colab);
+    - a ``drive.google.com`` URL (a file link, or a folder link searched for that name):
+      ``gdown`` as well;
+    - any other URL (``http``, ``https``): the package's resumable downloader,
+      :func:`redo_lib.data.download.fetch` (a cut transfer resumes on the next call);
+    - a local path or ``file://`` URL: that archive, used in place.
+
+    The archive goes to ``root/.downloads/`` and is extracted into
+    ``root/<dataset>_<part>_state/`` by :func:`redo_lib.data.download.extract_archive`:
+    into a temporary folder first, refusing absolute paths, ``..`` and links that point
+    outside, and renamed into place only when complete. When that folder already holds a
+    ``.pth`` file nothing is downloaded. ``md5``, when given, is checked before extracting.
+    """
+    from .data.download import DOWNLOADS_DIR, extract_archive, fetch, verify_file
+    from .data.errors import DownloadError
+
+    name = official_archive_name(dataset, part)
+    root = Path(root)
+    target = root / name[: -len(".tar.gz")]
+    if target.is_dir():
+        found = _find_state_file(target, part)
+        if found is not None:
+            log(f"{name}: already extracted in {target}, nothing to download")
+            return found
+    source = OFFICIAL_WEIGHTS_FOLDER if url is None else url
+    local = _local_file(source)
+    downloaded = None
+    if local is not None:
+        if not local.is_file():
+            raise FileNotFoundError(f"no archive at {local}")
+        archive = local
+    else:
+        downloaded = archive = root / DOWNLOADS_DIR / name
+        if not archive.is_file():
+            log(f"{name}: downloading from {source}")
+            if _is_google_drive(source):
+                _gdown_fetch(source, name, archive, progress)
+            else:
+                fetch(source, archive, md5=md5, progress=progress, timeout=timeout)
+    if md5 is not None:
+        verify_file(archive, md5, None, name)
+    log(f"{name}: extracting into {target}")
+    target.mkdir(parents=True, exist_ok=True)
+    try:
+        extract_archive(archive, target, "", [])
+    except DownloadError:
+        if downloaded is not None:
+            downloaded.unlink(missing_ok=True)  # a damaged download: fetch it again next time
+        if not any(target.iterdir()):
+            target.rmdir()
+        raise
+    found = _find_state_file(target, part)
+    if found is None:
+        shutil.rmtree(target, ignore_errors=True)
+        raise OfficialCheckpointError(f"{name} holds no .pth file")
+    if downloaded is not None and not keep_archive:
+        downloaded.unlink()
+        downloads = downloaded.parent
+        if downloads.is_dir() and not any(downloads.iterdir()):
+            downloads.rmdir()
+    return found
+
+
+def load_official_archive(dataset: str = "flowers", part: str = "netM",
+                          root: Union[str, os.PathLike] = "data/official", *, url: Optional[str] = None,
+                          **kwargs: Any) -> ReDO:
+    """:func:`fetch_official_archive`, then :func:`load_official`: a :class:`ReDO` in eval mode.
+
+    Only the networks the archive holds are loaded (``model.official_networks``); with
+    ``part="netM"`` that is F, the segmenter.
+    """
+    return load_official(fetch_official_archive(dataset, part, root, url=url, **kwargs))

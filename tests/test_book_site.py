@@ -59,8 +59,11 @@ FULL_WINDOW = os.environ.get("BOOK_FULL_SCREENSHOT_SIZE", "1280,8000")  # long p
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
 IMAGE_MIMES = ("image/png", "image/jpeg", "image/gif", "image/svg+xml")
-REPOSITORY = "https://github.com/redo-book/redo-book"
-COLAB = "https://colab.research.google.com/github/redo-book/redo-book/blob/main/"
+# The repository of the launch buttons, from its one place: _config.yml.
+_REPOSITORY = yaml.safe_load((ROOT / "_config.yml").read_text(encoding="utf-8"))["repository"]
+REPOSITORY = _REPOSITORY["url"].rstrip("/")
+COLAB = ("https://colab.research.google.com/github/" + urlsplit(REPOSITORY).path.strip("/")
+         + f"/blob/{_REPOSITORY['branch']}/")
 # Console messages that are known and harmless. Keep this list short and explained.
 KNOWN_CONSOLE = [
     # Jupyter Book 1 emits sphinx-thebe's `const THEBE_JS_URL = ...` script twice on
