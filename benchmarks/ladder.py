@@ -11,6 +11,7 @@ the baselines on the same test split.
     python benchmarks/ladder.py train nz3 --dataset synthetic-flat --seed 0 --minutes 30
     python benchmarks/ladder.py baselines --dataset synthetic-flat
     python benchmarks/ladder.py table --runs runs/ladder
+    python benchmarks/ladder.py publish --runs runs/ladder --to data/ladder
 
 A run's folder is ``RUNS/<dataset>/<setting>/seed<S>``; the command that made it is in
 its ``command.txt``, its curve in ``metrics.jsonl``, its test score in ``test.json``.
@@ -146,6 +147,33 @@ def table(args: argparse.Namespace) -> int:
     return 0
 
 
+def publish(args: argparse.Namespace) -> int:
+    """Copy each run's small files (curve, command, test score, last sample grid) to ``--to``.
+
+    What the book's chapter "What makes ReDO learn" reads: ``TO/<dataset>/<setting>/seed<S>/``
+    with ``metrics.jsonl``, ``command.txt``, ``test.json`` and ``samples_last.png``, and
+    ``TO/<dataset>/baselines-<S>px.json``.
+    """
+    import shutil
+
+    runs, to = Path(args.runs), Path(args.to)
+    for metrics in sorted(runs.glob("*/*/seed*/metrics.jsonl")):
+        run = metrics.parent
+        target = to / run.relative_to(runs)
+        target.mkdir(parents=True, exist_ok=True)
+        for name in ("metrics.jsonl", "command.txt", "test.json"):
+            if (run / name).exists():
+                shutil.copyfile(run / name, target / name)
+        grids = sorted(run.glob("samples_*.png"))
+        if grids:
+            shutil.copyfile(grids[-1], target / "samples_last.png")
+        print(target)
+    for path in sorted(runs.glob("*/baselines-*.json")):
+        (to / path.parent.name).mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, to / path.parent.name / path.name)
+    return 0
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", default="runs/ladder", help="folder of the runs (default runs/ladder)")
@@ -163,12 +191,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     b.add_argument("--image-size", type=int, default=32)
     s = sub.add_parser("table", help="one table of every run and baseline under --runs")
     s.add_argument("--json", help="also write the rows as JSON here")
+    p = sub.add_parser("publish", help="copy the runs' curves, commands and scores to a folder")
+    p.add_argument("--to", default="data/ladder")
     args = parser.parse_args(argv)
     if args.command == "list":
         for name, options in SETTINGS.items():
             print(f"{name:14s} redo train --preset synthetic {' '.join(options)}")
         return 0
-    return {"train": train, "baselines": baselines, "table": table}[args.command](args)
+    return {"train": train, "baselines": baselines, "table": table, "publish": publish}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -58,6 +58,10 @@ __all__ = [
     "load_metrics",
     "curves_figure",
     "compare_runs_figure",
+    "error_map",
+    "mask_errors_figure",
+    "DIAGRAM_PARTS",
+    "method_diagram",
 ]
 
 Tensor = torch.Tensor
@@ -648,4 +652,197 @@ def compare_runs_figure(runs: "Dict[str, Sequence[Dict]]", key: str = "iou", *,
     ax.legend(fontsize=7, loc="lower right")
     if title:
         ax.set_title(title)
+    return fig
+
+
+# ---------------------------------------------------------------------------------------
+# The method as a diagram
+# ---------------------------------------------------------------------------------------
+
+#: The parts :func:`method_diagram` can highlight, and the boxes (their ``gid``) of each.
+DIAGRAM_PARTS: Dict[str, Tuple[str, ...]] = {
+    "F": ("F",),
+    "G": ("G",),
+    "D": ("D",),
+    "delta": ("delta",),
+    "losses": ("adversarial loss", "information loss"),
+}
+
+_DIAGRAM_FILL = {"data": "#eeeeee", "network": "#d6e6f5", "loss": "#fbe3c8"}
+_DIAGRAM_STRONG = "#c62828"
+_DIAGRAM_LINE = "#444444"
+
+
+def _diagram_box(ax, gid: str, centre: Tuple[float, float], width: float, text: str, kind: str,
+                 strong: bool, height: float = 1.15) -> Dict[str, float]:
+    from matplotlib.patches import FancyBboxPatch
+
+    x, y = centre
+    box = FancyBboxPatch((x - width / 2, y - height / 2), width, height,
+                         boxstyle="round,pad=0,rounding_size=0.18",
+                         facecolor=_DIAGRAM_STRONG if strong else _DIAGRAM_FILL[kind],
+                         edgecolor=_DIAGRAM_STRONG if strong else _DIAGRAM_LINE,
+                         linewidth=2.2 if strong else 1.0, zorder=2)
+    box.set_gid(gid)
+    ax.add_patch(box)
+    ax.text(x, y, text, ha="center", va="center", fontsize=10.5, zorder=3, linespacing=1.5,
+            color="white" if strong else "black")
+    return {"x": x, "y": y, "left": x - width / 2, "right": x + width / 2,
+            "top": y + height / 2, "bottom": y - height / 2}
+
+
+def _diagram_arrow(ax, points: Sequence[Tuple[float, float]], label: Optional[str] = None,
+                   label_at: Optional[Tuple[float, float]] = None, dashed: bool = False) -> None:
+    """A polyline through ``points`` ending in an arrow head; ``label`` written at ``label_at``."""
+    from matplotlib.patches import FancyArrowPatch
+
+    style = dict(color=_DIAGRAM_LINE, linewidth=1.2, linestyle=(0, (4, 2)) if dashed else "-")
+    for start, end in zip(points[:-2], points[1:-1]):
+        ax.plot([start[0], end[0]], [start[1], end[1]], zorder=1, solid_capstyle="butt", **style)
+    ax.add_patch(FancyArrowPatch(points[-2], points[-1], arrowstyle="-|>", mutation_scale=12,
+                                 shrinkA=0, shrinkB=1, zorder=1, **style))
+    if label:
+        ax.text(*label_at, label, ha="center", va="bottom", fontsize=9.5, color=_DIAGRAM_LINE, zorder=3)
+
+
+def method_diagram(ax=None, highlight: Union[None, str, Sequence[str]] = None) -> Figure:
+    r"""The whole of ReDO in one picture, drawn with boxes and arrows (matplotlib only).
+
+    Image :math:`I` -> mask network :math:`F` -> :math:`K` soft masks; for each region
+    :math:`k`, a code :math:`z_k \sim \mathcal{N}(0, I)` and the mask :math:`M_k` go into
+    the generator :math:`G_k`, whose output is assembled with the input into the composite
+    :math:`I^{(k)} = M_k \odot G_k + (1 - M_k) \odot I`. The discriminator :math:`D` scores
+    real images and composites (hinge loss for :math:`D`, adversarial loss for the
+    generator side); the information network :math:`\delta` reads the fully generated image
+    :math:`\sum_k G_k(M_k, z_k)` and must recover :math:`z` (information loss
+    :math:`\lambda_z\, \mathrm{mean}((\delta - z)^2)`).
+
+    ``highlight``: one of ``"F"``, ``"G"``, ``"D"``, ``"delta"``, ``"losses"`` (or a
+    sequence of them), drawn in a strong colour so that a chapter can point at the part it
+    explains. ``ax``: draw into these axes (their figure is returned) instead of a new
+    figure. Every box is a patch whose ``gid`` names it (:data:`DIAGRAM_PARTS` lists the
+    highlightable ones).
+    """
+    names = [] if highlight is None else [highlight] if isinstance(highlight, str) else list(highlight)
+    unknown = [name for name in names if name not in DIAGRAM_PARTS]
+    if unknown:
+        raise ValueError(f"method_diagram: unknown part {unknown[0]!r} to highlight; "
+                         f"valid: {', '.join(DIAGRAM_PARTS)}")
+    strong = {gid for name in names for gid in DIAGRAM_PARTS[name]}
+    if ax is None:
+        fig = Figure(figsize=(14.0, 4.6), layout="constrained")
+        ax = fig.subplots()
+    else:
+        fig = ax.figure
+    ax.set_axis_off()
+
+    top, bottom = 4.9, 1.6
+    gap = 1.0
+    widths = {"I": 1.5, "F": 2.0, "M": 2.0, "G": 2.1, "composite": 3.3, "D": 2.0, "loss": 3.1}
+    x, centres = 0.0, {}
+    for gid, width in widths.items():
+        centres[gid] = x + width / 2
+        x += width + gap
+
+    def box(gid, column, y, text, kind, height=1.15):
+        return _diagram_box(ax, gid, (centres[column], y), widths[column], text, kind, gid in strong, height)
+
+    image = box("I", "I", top, "image\n$I$", "data")
+    mask_net = box("F", "F", top, "mask network\n$F$", "network")
+    masks = box("M", "M", top, "$K$ soft masks\n$M_1, \\dots, M_K$", "data")
+    generator = box("G", "G", top, "generator\n$G_k(M_k, z_k)$", "network")
+    composite = box("composite", "composite", top,
+                    "composite $I^{(k)}$\n$M_k \\odot G_k + (1 - M_k) \\odot I$", "data")
+    disc = box("D", "D", top, "discriminator\n$D$", "network")
+    adversarial = box("adversarial loss", "loss", top,
+                      "hinge loss for $D$\nadversarial loss for $F, G$", "loss")
+    code = box("z", "G", bottom, "code\n$z_k \\sim \\mathcal{N}(0, I)$", "data")
+    full = box("full", "composite", bottom, "fully generated image\n$\\Sigma_k\\, G_k(M_k, z_k)$", "data")
+    info_net = box("delta", "D", bottom, "information\nnetwork $\\delta$", "network")
+    information = box("information loss", "loss", bottom,
+                      "information loss\n$\\lambda_z\\, \\mathrm{mean}((\\delta - z)^2)$", "loss")
+    ax.set_xlim(-0.1, x - gap + 0.1)
+    ax.set_ylim(-0.1, 8.1)
+
+    # one region's redraw happens K times: a dashed frame around it
+    from matplotlib.patches import FancyBboxPatch
+
+    frame = FancyBboxPatch((generator["left"] - 0.15, top - 0.9), composite["right"] - generator["left"] + 0.3,
+                           2.0, boxstyle="round,pad=0,rounding_size=0.25", facecolor="none",
+                           edgecolor="#888888", linestyle=(0, (3, 2)), linewidth=1.0, zorder=0)
+    frame.set_gid("region frame")
+    ax.add_patch(frame)
+    ax.text(generator["left"] - 0.05, top + 0.85, "for each region $k = 1, \\dots, K$", fontsize=9.5,
+            ha="left", va="center", color="#555555", zorder=3)
+
+    def right_to_left(a, b, label=None):
+        _diagram_arrow(ax, [(a["right"], a["y"]), (b["left"], b["y"])], label,
+                       ((a["right"] + b["left"]) / 2, a["y"] + 0.08))
+
+    right_to_left(image, mask_net)
+    right_to_left(mask_net, masks)
+    right_to_left(masks, generator, "$M_k$")
+    right_to_left(generator, composite)
+    right_to_left(composite, disc, "fake")
+    right_to_left(disc, adversarial, "score")
+    right_to_left(full, info_net)
+    right_to_left(info_net, information, "$\\hat z$")
+    _diagram_arrow(ax, [(code["x"], code["top"]), (generator["x"], generator["bottom"])], "$z_k$",
+                   (code["x"] + 0.3, (code["top"] + generator["bottom"]) / 2 - 0.15))
+    _diagram_arrow(ax, [(generator["right"] - 0.2, generator["bottom"]), (full["left"] + 0.15, full["top"])])
+    # the kept pixels of I go into every composite; the real I is D's other input
+    _diagram_arrow(ax, [(image["x"] + 0.35, image["top"]), (image["x"] + 0.35, 6.65),
+                        (composite["x"], 6.65), (composite["x"], composite["top"])],
+                   "kept pixels $(1 - M_k) \\odot I$", (composite["x"] - 2.6, 6.7))
+    _diagram_arrow(ax, [(image["x"] - 0.35, image["top"]), (image["x"] - 0.35, 7.45),
+                        (disc["x"], 7.45), (disc["x"], disc["top"])],
+                   "real image $I$", (disc["x"] - 2.0, 7.5))
+    # z is the target of the information loss
+    _diagram_arrow(ax, [(code["x"], code["bottom"]), (code["x"], 0.2), (information["x"], 0.2),
+                        (information["x"], information["bottom"])],
+                   "target $z$", ((code["x"] + information["x"]) / 2, 0.25), dashed=True)
+    return fig
+
+
+def error_map(predicted: Tensor, truth: Tensor) -> np.ndarray:
+    """(H, W, 3) picture of a binary prediction against the truth (both (H, W) bool).
+
+    Green: object pixels found; red: background called object (false positives, e.g. a
+    ring around the object); blue: object pixels missed; black: background, correctly.
+    """
+    p, t = _numpy(predicted).astype(bool), _numpy(truth).astype(bool)
+    out = np.zeros(p.shape + (3,), dtype=np.float32)
+    out[..., 0] = p & ~t
+    out[..., 1] = p & t
+    out[..., 2] = ~p & t
+    return out
+
+
+def mask_errors_figure(images: Tensor, masks: Tensor, truth: Tensor, *, panel: float = 1.4) -> Figure:
+    """K = 2: where a model's object mask is wrong, one column per image.
+
+    Rows: the image, the soft mask of the region playing the object (per image, the
+    polarity with the better IoU, as the official protocol scores it), and
+    :func:`error_map` of the mask thresholded at 0.5, titled with the image's IoU.
+    ``images`` (B, 3, H, W), ``masks`` (B, 2, H, W), ``truth`` (B, 1, H, W).
+    """
+    images, masks, truth = _batch(images), masks.detach().cpu(), _batch(truth).cpu()
+    if masks.shape[1] != 2:
+        raise ValueError(f"mask_errors_figure needs K = 2 masks, got {tuple(masks.shape)}")
+    t = truth[:, 0] > 0.5
+    soft = masks[:, 0]
+    ious = []
+    for candidate in (soft >= 0.5, soft < 0.5):
+        inter = (candidate & t).flatten(1).sum(1).double()
+        union = (candidate | t).flatten(1).sum(1).clamp(min=1).double()
+        ious.append(inter / union)
+    flip = ious[1] > ious[0]
+    soft = torch.where(flip[:, None, None], 1 - soft, soft)
+    iou = torch.maximum(ious[0], ious[1])
+    b = images.shape[0]
+    fig, axes = _grid_axes(3, b, panel=panel)
+    for i in range(b):
+        _show(axes[0, i], to_image(images[i]), "image" if i == 0 else None)
+        _show(axes[1, i], _mask_image(soft[i]), "soft mask" if i == 0 else None)
+        _show(axes[2, i], error_map(soft[i] >= 0.5, t[i]), f"IoU {iou[i]:.2f}")
     return fig

@@ -54,3 +54,19 @@ def test_every_setting_is_valid_for_redo_train():
     ladder = _ladder()
     for options in ladder.SETTINGS.values():
         assert main(["train", "--preset", "synthetic", "--print-config", *options]) == 0
+
+
+def test_publish_copies_the_small_files_only(tmp_path):
+    ladder = _ladder()
+    run = tmp_path / "runs" / "synthetic-flat" / "nz3" / "seed1"
+    _write_run(run, [(600, 0.5)], test_iou=0.8)
+    (run / "command.txt").write_text("redo train ...\n")
+    (run / "best.pt").write_bytes(b"big")
+    for step in (250, 500):
+        (run / f"samples_{step:06d}.png").write_bytes(str(step).encode())
+    (tmp_path / "runs" / "synthetic-flat" / "baselines-32px.json").write_text("{}")
+    assert ladder.main(["--runs", str(tmp_path / "runs"), "publish", "--to", str(tmp_path / "out")]) == 0
+    target = tmp_path / "out" / "synthetic-flat" / "nz3" / "seed1"
+    assert sorted(p.name for p in target.iterdir()) == ["command.txt", "metrics.jsonl", "samples_last.png", "test.json"]
+    assert (target / "samples_last.png").read_bytes() == b"500"
+    assert (tmp_path / "out" / "synthetic-flat" / "baselines-32px.json").exists()

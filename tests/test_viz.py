@@ -182,3 +182,76 @@ def test_compare_runs_figure_one_line_per_run_and_colour_per_setting():
     assert list(lines[0].get_xdata()) == [1.0, 5.0, 10.0]  # minutes
     assert lines[0].get_color() == lines[1].get_color() != lines[2].get_color()
     assert any(abs(line.get_ydata()[0] - 0.6) < 1e-9 for line in ax.get_lines() if line.get_linestyle() == "--")
+
+
+def _diagram_texts(fig):
+    return [text.get_text() for ax in fig.axes for text in ax.texts]
+
+
+def _diagram_box_colour(fig, gid):
+    (patch,) = [p for p in fig.axes[0].patches if p.get_gid() == gid]
+    return tuple(patch.get_facecolor())
+
+
+def test_method_diagram_draws_every_part_of_the_method():
+    from matplotlib.figure import Figure
+
+    fig = viz.method_diagram()
+    assert isinstance(fig, Figure) and len(fig.axes) == 1
+    texts = _diagram_texts(fig)
+    joined = "\n".join(texts)
+    for label in ("image\n$I$", "mask network\n$F$", "$K$ soft masks", "generator\n$G_k(M_k, z_k)$",
+                  "composite $I^{(k)}$", r"$M_k \odot G_k + (1 - M_k) \odot I$", r"$z_k \sim \mathcal{N}(0, I)$",
+                  "discriminator\n$D$", "hinge loss", "adversarial loss", "information\nnetwork $\\delta$",
+                  "fully generated image", "information loss", r"$\lambda_z\, \mathrm{mean}((\delta - z)^2)$",
+                  "real image $I$", "for each region"):
+        assert label in joined, f"no text {label!r} in the diagram: {texts}"
+    gids = {p.get_gid() for p in fig.axes[0].patches}
+    assert {gid for part in viz.DIAGRAM_PARTS.values() for gid in part} <= gids
+    assert viz.figure_to_png(fig)[:8] == b"\x89PNG\r\n\x1a\n"  # every label is valid mathtext
+
+
+@pytest.mark.parametrize("part", sorted(viz.DIAGRAM_PARTS))
+def test_method_diagram_highlight_colours_only_the_named_part(part):
+    plain, marked = viz.method_diagram(), viz.method_diagram(highlight=part)
+    named = set(viz.DIAGRAM_PARTS[part])
+    for gid in {gid for boxes in viz.DIAGRAM_PARTS.values() for gid in boxes} | {"I", "composite", "z", "full"}:
+        changed = _diagram_box_colour(plain, gid) != _diagram_box_colour(marked, gid)
+        assert changed == (gid in named), (part, gid)
+
+
+def test_method_diagram_highlight_several_parts_and_draw_into_given_axes():
+    from matplotlib.figure import Figure
+
+    host = Figure()
+    ax = host.subplots()
+    assert viz.method_diagram(ax=ax, highlight=("D", "delta")) is host
+    plain = viz.method_diagram()
+    for gid in ("D", "delta"):
+        assert _diagram_box_colour(host, gid) != _diagram_box_colour(plain, gid)
+    assert _diagram_box_colour(host, "F") == _diagram_box_colour(plain, "F")
+
+
+def test_method_diagram_rejects_an_unknown_part():
+    with pytest.raises(ValueError, match=r"unknown part 'Q'.*valid: F, G, D, delta, losses"):
+        viz.method_diagram(highlight="Q")
+    with pytest.raises(ValueError, match=r"unknown part 'generator'"):
+        viz.method_diagram(highlight=["F", "generator"])
+
+
+def test_error_map_colours_and_mask_errors_figure_picks_the_better_polarity():
+    from redo_lib.viz import error_map, mask_errors_figure
+
+    truth = torch.zeros(1, 1, 4, 4)
+    truth[0, 0, :2, :2] = 1
+    pred = truth[0, 0].bool().clone()
+    pred[2, 2] = True  # one false positive
+    pred[0, 0] = False  # one miss
+    picture = error_map(pred, truth[0, 0] > 0.5)
+    assert picture[2, 2].tolist() == [1, 0, 0] and picture[0, 0].tolist() == [0, 0, 1]
+    assert picture[0, 1].tolist() == [0, 1, 0] and picture[3, 3].tolist() == [0, 0, 0]
+    region0 = 1 - truth[:, 0]  # region 0 is the background: the figure must flip it
+    fig = mask_errors_figure(torch.zeros(1, 3, 4, 4), torch.stack([region0, 1 - region0], 1), truth)
+    assert any(ax.get_title() == "IoU 1.00" for ax in fig.axes)
+    with pytest.raises(ValueError, match="K = 2"):
+        mask_errors_figure(torch.zeros(1, 3, 4, 4), torch.rand(1, 3, 4, 4), truth)
