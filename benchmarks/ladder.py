@@ -26,18 +26,23 @@ import sys
 from pathlib import Path
 from typing import Dict, List, Optional
 
-#: named settings: ``redo train`` options on top of ``--preset synthetic``.
-#: Each differs from the one it was compared with by one change (see the book's chapter
-#: "What makes ReDO learn" for the curves).
+def _setting(nz: int, lr_mask: float, lr_disc: float = 4e-4, nf_disc: int = 16) -> List[str]:
+    """Explicit values for every option the experiments varied, so that a setting means
+    the same run whatever the preset's defaults become."""
+    return ["--set", f"model.nz={nz}", "--lr-mask", f"{lr_mask:g}", "--lr-disc", f"{lr_disc:g}",
+            "--set", f"model.nf_disc={nf_disc}"]
+
+
+#: named settings: ``redo train --preset synthetic`` options. Each was compared with the
+#: one it differs from by one change (the book's chapter "What makes ReDO learn").
 SETTINGS: Dict[str, List[str]] = {
-    # the synthetic preset as it was before the ladder (nz 8)
-    "nz8": ["--set", "model.nz=8"],
-    # a code no longer than what a flat colour can carry (3 numbers: R, G, B)
-    "nz3": ["--set", "model.nz=3"],
-    "nz3-lrF3e-4": ["--set", "model.nz=3", "--lr-mask", "3e-4"],
-    "nz3-D32": ["--set", "model.nz=3", "--set", "model.nf_disc=32"],
-    # the current preset, whatever it is
-    "preset": [],
+    "nz8": _setting(8, 1e-4),  # the synthetic preset before the ladder
+    "nz3": _setting(3, 1e-4),  # a code no longer than a flat colour can carry (R, G, B)
+    "nz3-D32": _setting(3, 1e-4, nf_disc=32),
+    "nz3-lrF3e-4": _setting(3, 3e-4),
+    "nz3-lrF3e-4-D32": _setting(3, 3e-4, nf_disc=32),
+    "nz3-lrF3e-4-lrD1e-3": _setting(3, 3e-4, lr_disc=1e-3),
+    "preset": [],  # the current synthetic preset, as it is
 }
 
 BASELINE_NAMES = ("all-foreground", "centred-disk", "kmeans", "grabcut")

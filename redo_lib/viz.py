@@ -616,14 +616,17 @@ def curves_figure(records: Sequence[Dict], keys: Sequence[str] = ("iou", "accura
 
 def compare_runs_figure(runs: "Dict[str, Sequence[Dict]]", key: str = "iou", *,
                         baselines: Optional[Dict[str, float]] = None, title: Optional[str] = None,
-                        ax=None, panel: Tuple[float, float] = (5.0, 3.2)) -> Figure:
+                        x: str = "minutes", ax=None, panel: Tuple[float, float] = (5.0, 3.2)) -> Figure:
     """Several runs' validation ``key`` against minutes of training, on one axes.
 
     ``runs`` maps a label to the records of :func:`load_metrics` (each needs ``seconds``,
     written by the trainer at every evaluation). Runs that share a label prefix before
     ``" seed"`` share a colour, so the seeds of one setting read as one family.
     ``baselines`` draws dashed horizontal lines (e.g. colour k-means on the same split).
+    ``x`` is ``"minutes"`` (wall-clock, from ``seconds``) or ``"iteration"``.
     """
+    if x not in ("minutes", "iteration"):
+        raise ValueError(f"x={x!r}: choose 'minutes' or 'iteration'")
     if ax is None:
         fig = Figure(figsize=panel, layout="constrained")
         ax = fig.subplots()
@@ -632,8 +635,10 @@ def compare_runs_figure(runs: "Dict[str, Sequence[Dict]]", key: str = "iou", *,
     colours: Dict[str, str] = {}
     palette = [f"C{i}" for i in range(10)]
     for label, records in runs.items():
-        points = [(r["seconds"] / 60.0, r[key]) for r in records
-                  if "event" not in r and r.get("seconds") is not None and _is_number(r.get(key))]
+        field = "seconds" if x == "minutes" else "iteration"
+        scale = 60.0 if x == "minutes" else 1.0
+        points = [(r[field] / scale, r[key]) for r in records
+                  if "event" not in r and r.get(field) is not None and _is_number(r.get(key))]
         if not points:
             continue
         family = label.split(" seed")[0]
@@ -645,11 +650,12 @@ def compare_runs_figure(runs: "Dict[str, Sequence[Dict]]", key: str = "iou", *,
                    linewidth=1)
         ax.text(0.0, value, f" {name} {value:.2f}", fontsize=7, va="bottom", color="dimgrey",
                 transform=ax.get_yaxis_transform())
-    ax.set_xlabel("minutes of training (one CPU thread)")
+    ax.set_xlabel("minutes of training (one CPU thread)" if x == "minutes" else "iterations")
     ax.set_ylabel(f"validation {key}")
     ax.set_ylim(0, 1)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right")
+    if any(not line.get_label().startswith("_") for line in ax.get_lines()):
+        ax.legend(fontsize=7, loc="lower right")
     if title:
         ax.set_title(title)
     return fig

@@ -44,7 +44,7 @@ def test_train_writes_the_run_folder(trained):
     assert {"last.pt", "best.pt", "metrics.jsonl"} <= {p.name for p in trained.iterdir()}
     state = load_checkpoint(trained / "last.pt")
     assert state["step"] == 4 and state["config"]["model"]["nf_gen"] == 4
-    assert state["config"]["train"]["dataset"] == "synthetic"
+    assert state["config"]["train"]["dataset"] == "synthetic-flat"
 
 
 def test_evaluate_json(trained, capsys):

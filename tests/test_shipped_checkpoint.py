@@ -1,4 +1,4 @@
-"""The shipped checkpoint scores what data/checkpoints/README.md records (within 0.01)."""
+"""Every shipped checkpoint scores what data/checkpoints/README.md records (within 0.01)."""
 import json
 import pathlib
 import re
@@ -8,24 +8,31 @@ import pytest
 from redo_lib.cli import main
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-CHECKPOINT = ROOT / "data" / "checkpoints" / "synthetic.pt"
-README = ROOT / "data" / "checkpoints" / "README.md"
+CHECKPOINTS = ROOT / "data" / "checkpoints"
+README = CHECKPOINTS / "README.md"
 
 
 def recorded():
-    match = re.search(r"<!-- recorded: (\{.*?\}) -->", README.read_text())
-    assert match, f"{README} has no '<!-- recorded: {{...}} -->' line with the measured scores"
-    return json.loads(match.group(1))
+    """``{name: scores}`` from the README's ``<!-- recorded NAME: {...} -->`` lines."""
+    found = dict(re.findall(r"<!-- recorded ([\w.-]+): (\{.*?\}) -->", README.read_text()))
+    assert found, f"{README} has no '<!-- recorded NAME: {{...}} -->' line with measured scores"
+    return {name: json.loads(scores) for name, scores in found.items()}
 
 
-def test_the_shipped_checkpoint_exists_and_is_small():
-    assert CHECKPOINT.is_file(), f"missing {CHECKPOINT}"
-    assert CHECKPOINT.stat().st_size < 25 * 2**20
+def test_every_shipped_checkpoint_is_recorded_and_small():
+    shipped = {p.stem for p in CHECKPOINTS.glob("*.pt")}
+    assert shipped, f"no checkpoint in {CHECKPOINTS}"
+    assert shipped == set(recorded()), "each data/checkpoints/*.pt needs its recorded scores in README.md"
+    for name in shipped:
+        assert (CHECKPOINTS / f"{name}.pt").stat().st_size < 25 * 2**20, name
+        assert (CHECKPOINTS / f"{name}_metrics.jsonl").is_file(), f"{name}: its training log is missing"
 
 
-def test_shipped_checkpoint_scores_what_its_readme_records(capsys):
-    expected = recorded()
-    code = main(["evaluate", "--checkpoint", str(CHECKPOINT), "--split", "test", "--device", "cpu", "--json"])
+@pytest.mark.parametrize("name", sorted(recorded()))
+def test_shipped_checkpoint_scores_what_its_readme_records(name, capsys):
+    expected = recorded()[name]
+    code = main(["evaluate", "--checkpoint", str(CHECKPOINTS / f"{name}.pt"), "--split", "test", "--device", "cpu",
+                 "--json"])
     assert code == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["n_images"] == expected["n_images"]

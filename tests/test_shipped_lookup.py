@@ -66,9 +66,9 @@ def server(monkeypatch):
 def test_a_checkpoint_in_the_checkout_is_found_without_any_download(monkeypatch, tmp_path):
     monkeypatch.setenv("REDO_CHECKPOINT_URL", "http://127.0.0.1:9/never-asked")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    assert Path(shipped_checkpoint("synthetic")).resolve() == (CHECKPOINTS / "synthetic.pt").resolve()
+    assert Path(shipped_checkpoint("synthetic-flat")).resolve() == (CHECKPOINTS / "synthetic-flat.pt").resolve()
     monkeypatch.chdir(ROOT / "book")  # where the notebooks run
-    assert Path(shipped_checkpoint("synthetic")).resolve() == (CHECKPOINTS / "synthetic.pt").resolve()
+    assert Path(shipped_checkpoint("synthetic-flat")).resolve() == (CHECKPOINTS / "synthetic-flat.pt").resolve()
     assert not (tmp_path / "cache").exists()
 
 
@@ -106,7 +106,7 @@ def test_a_damaged_cached_file_is_downloaded_again(installed, server):
 def test_the_real_manifest_downloads_the_real_checkpoint(tmp_path, monkeypatch):
     """The packaged manifest matches data/checkpoints/: served as a pip install would get it."""
     manifest = utils.shipped_manifest()
-    assert "synthetic.pt" in manifest
+    assert "synthetic-flat.pt" in manifest
     served = {name: (CHECKPOINTS / name).read_bytes() for name in manifest}
     fake = FakeServer(served)
     try:
@@ -115,11 +115,11 @@ def test_the_real_manifest_downloads_the_real_checkpoint(tmp_path, monkeypatch):
         monkeypatch.setattr(utils, "_search_starts", lambda: [nowhere])
         monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
         monkeypatch.setenv("REDO_CHECKPOINT_URL", fake.url)
-        path = shipped_checkpoint("synthetic")
+        path = shipped_checkpoint("synthetic-flat")
     finally:
         fake.close()
-    assert path.read_bytes() == served["synthetic.pt"]
-    assert path.with_name("synthetic_metrics.jsonl").is_file() == ("synthetic_metrics.jsonl" in manifest)
+    assert path.read_bytes() == served["synthetic-flat.pt"]
+    assert path.with_name("synthetic-flat_metrics.jsonl").is_file() == ("synthetic-flat_metrics.jsonl" in manifest)
 
 
 def test_the_default_url_is_the_repository_of_the_book():

@@ -255,3 +255,14 @@ def test_error_map_colours_and_mask_errors_figure_picks_the_better_polarity():
     assert any(ax.get_title() == "IoU 1.00" for ax in fig.axes)
     with pytest.raises(ValueError, match="K = 2"):
         mask_errors_figure(torch.zeros(1, 3, 4, 4), torch.rand(1, 3, 4, 4), truth)
+
+
+def test_compare_runs_figure_against_iterations():
+    from redo_lib.viz import compare_runs_figure
+
+    records = [{"seconds": 60.0, "iteration": 250, "iou": 0.3}, {"seconds": 120.0, "iteration": 500, "iou": 0.5}]
+    fig = compare_runs_figure({"a": records}, x="iteration")
+    assert list(fig.axes[0].get_lines()[0].get_xdata()) == [250, 500]
+    assert fig.axes[0].get_xlabel() == "iterations"
+    with pytest.raises(ValueError, match="minutes"):
+        compare_runs_figure({"a": records}, x="hours")

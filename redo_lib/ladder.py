@@ -1,0 +1,121 @@
+"""Stored results of the ladder of difficulty: runs, test scores and baselines per level.
+
+``benchmarks/ladder.py`` trains ReDO on each level of the synthetic ladder
+(``synthetic-flat``, ``synthetic-gradient``, ``synthetic-soft``, ``synthetic``) and
+publishes, for every run, its curve (``metrics.jsonl``), the command that made it
+(``command.txt``), the test score of the checkpoint it kept (``test.json``) and its last
+sample grid (``samples_last.png``), in ``data/ladder/<data set>/<setting>/seed<S>/``, and
+the baselines of each level in ``data/ladder/<data set>/baselines-<size>px.json``. This
+module reads them, so that the book prints its numbers from the stored files.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import shlex
+from pathlib import Path
+from typing import Dict, List, Mapping, Optional, Sequence, Union
+
+from .viz import load_metrics
+
+__all__ = ["LEVELS", "default_root", "runs", "seeds", "test_scores", "command", "baselines",
+           "config_of_command", "preset_setting", "summary"]
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+#: the levels of the ladder, easiest first, and their data sets
+LEVELS: Mapping[str, str] = {"flat": "synthetic-flat", "gradient": "synthetic-gradient",
+                             "soft": "synthetic-soft", "textured": "synthetic"}
+
+
+def default_root() -> Path:
+    """``data/ladder`` of the checkout this package runs from (the book's stored runs)."""
+    return Path(__file__).resolve().parents[1] / "data" / "ladder"
+
+
+def _root(root: Optional[PathLike]) -> Path:
+    folder = Path(root) if root is not None else default_root()
+    if not folder.is_dir():
+        raise FileNotFoundError(f"no stored ladder results in {folder}: they ship with a clone of the repository "
+                                f"(data/ladder/); benchmarks/ladder.py writes new ones")
+    return folder
+
+
+def seeds(dataset: str, setting: str, root: Optional[PathLike] = None) -> List[int]:
+    """The seeds stored for one setting on one data set, sorted."""
+    folder = _root(root) / dataset / setting
+    return sorted(int(p.name[4:]) for p in folder.glob("seed*") if (p / "metrics.jsonl").is_file())
+
+
+def runs(dataset: str, setting: str, root: Optional[PathLike] = None,
+         keys: Sequence[str] = ("iou", "d_loss", "info_loss", "min_region_size")) -> Dict[str, List[Dict]]:
+    """``{"<setting> seed <S>": records}`` of :func:`redo_lib.viz.load_metrics` for every seed."""
+    folder = _root(root) / dataset / setting
+    return {f"{setting} seed {s}": load_metrics(folder / f"seed{s}" / "metrics.jsonl", keys=keys)
+            for s in seeds(dataset, setting, root)}
+
+
+def test_scores(dataset: str, setting: str, seed: int = 0, root: Optional[PathLike] = None) -> Optional[Dict]:
+    """The ``redo evaluate --json`` result of a run's kept checkpoint on the test split (None: not scored)."""
+    path = _root(root) / dataset / setting / f"seed{seed}" / "test.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def command(dataset: str, setting: str, seed: int = 0, root: Optional[PathLike] = None) -> str:
+    """The ``redo train`` command that made a run."""
+    return (_root(root) / dataset / setting / f"seed{seed}" / "command.txt").read_text().strip()
+
+
+def baselines(dataset: str, image_size: int = 32, root: Optional[PathLike] = None) -> Dict[str, float]:
+    """``{baseline: test IoU}`` on a level's test split (per-image polarity)."""
+    path = _root(root) / dataset / f"baselines-{image_size}px.json"
+    return {name: scores["iou"] for name, scores in json.loads(path.read_text()).items()}
+
+
+def config_of_command(dataset: str, setting: str, seed: int = 0, root: Optional[PathLike] = None) -> Dict:
+    """The configuration a stored run's command gives (``redo train ... --print-config``)."""
+    from .cli import main
+
+    words = shlex.split(command(dataset, setting, seed, root))
+    if words[:2] != ["redo", "train"]:
+        raise ValueError(f"not a 'redo train' command: {' '.join(words[:2])}")
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        code = main(["train", *words[2:], "--print-config"])
+    if code:
+        raise ValueError(f"the stored command of {dataset}/{setting}/seed{seed} no longer parses")
+    return json.loads(buffer.getvalue())
+
+
+def preset_setting(preset: str = "synthetic", dataset: str = "synthetic-flat", root: Optional[PathLike] = None) -> str:
+    """The stored setting whose command gives the preset's networks, losses and optimisers."""
+    from .config import get_preset
+
+    wanted = get_preset(preset).to_dict()
+    folder = _root(root) / dataset
+    for setting in sorted(p.name for p in folder.iterdir() if p.is_dir()):
+        if not seeds(dataset, setting, root):
+            continue
+        config = config_of_command(dataset, setting, seeds(dataset, setting, root)[0], root)
+        if all(config[k] == wanted[k] for k in ("model", "loss", "optim")):
+            return setting
+    raise LookupError(f"no stored run in {folder} has the settings of the {preset!r} preset")
+
+
+def summary(setting: str, root: Optional[PathLike] = None) -> List[Dict]:
+    """One row per level: the setting's test IoUs over the stored seeds and the baselines."""
+    rows = []
+    for level, dataset in LEVELS.items():
+        folder = _root(root) / dataset
+        if not folder.is_dir():
+            continue
+        scores = [s["iou"] for s in (test_scores(dataset, setting, seed, root)
+                                     for seed in seeds(dataset, setting, root)) if s is not None]
+        minutes = [records[-1]["seconds"] / 60 for records in runs(dataset, setting, root, keys=("iou",)).values()
+                   if records]
+        rows.append({"level": level, "dataset": dataset, "ious": scores,
+                     "minutes": max(minutes) if minutes else None,
+                     "baselines": baselines(dataset, root=root) if (folder / "baselines-32px.json").is_file() else {}})
+    return rows

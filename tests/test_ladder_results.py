@@ -1,0 +1,63 @@
+"""redo_lib.ladder reads the stored ladder runs the way benchmarks/ladder.py writes them."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from redo_lib import ladder
+
+
+def _run(root, dataset, setting, seed, command, iou=None, curve=((60.0, 0.3), (120.0, 0.6))):
+    folder = root / dataset / setting / f"seed{seed}"
+    folder.mkdir(parents=True)
+    lines = [json.dumps({"event": "start", "step": 0})]
+    lines += [json.dumps({"step": 10 * i, "iteration": 10 * i, "seconds": s, "iou": v}) for i, (s, v) in enumerate(curve, 1)]
+    (folder / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+    (folder / "command.txt").write_text(command + "\n")
+    if iou is not None:
+        (folder / "test.json").write_text(json.dumps({"iou": iou}))
+
+
+def test_reads_runs_scores_baselines_and_finds_the_preset(tmp_path):
+    base = "redo train --preset synthetic --dataset synthetic-flat --out runs/x --quiet"
+    _run(tmp_path, "synthetic-flat", "long-code", 0, base + " --set model.nz=8", iou=0.4)
+    for seed, iou in ((0, 0.8), (1, 0.9)):
+        _run(tmp_path, "synthetic-flat", "preset-like", seed, base, iou=iou)
+    _run(tmp_path, "synthetic", "preset-like", 0, base.replace("synthetic-flat", "synthetic"))
+    (tmp_path / "synthetic-flat" / "baselines-32px.json").write_text(json.dumps({"kmeans": {"iou": 1.0}}))
+
+    assert ladder.seeds("synthetic-flat", "preset-like", tmp_path) == [0, 1]
+    curves = ladder.runs("synthetic-flat", "preset-like", tmp_path)
+    assert list(curves) == ["preset-like seed 0", "preset-like seed 1"] and len(curves["preset-like seed 1"]) == 2
+    assert ladder.test_scores("synthetic-flat", "preset-like", 1, tmp_path)["iou"] == 0.9
+    assert ladder.test_scores("synthetic", "preset-like", 0, tmp_path) is None
+    assert ladder.baselines("synthetic-flat", root=tmp_path) == {"kmeans": 1.0}
+    assert ladder.config_of_command("synthetic-flat", "long-code", 0, tmp_path)["model"]["nz"] == 8
+    assert ladder.preset_setting(root=tmp_path) == "preset-like"
+    rows = {row["level"]: row for row in ladder.summary("preset-like", tmp_path)}
+    assert rows["flat"]["ious"] == [0.8, 0.9] and rows["flat"]["minutes"] == 2.0
+    assert rows["textured"]["ious"] == [] and rows["textured"]["baselines"] == {}
+    assert "gradient" not in rows
+
+
+def test_clear_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="data/ladder"):
+        ladder.runs("synthetic-flat", "x", tmp_path / "missing")
+    _run(tmp_path, "synthetic-flat", "odd", 0, "python something.py")
+    with pytest.raises(ValueError, match="not a 'redo train' command"):
+        ladder.config_of_command("synthetic-flat", "odd", 0, tmp_path)
+    other = tmp_path / "other"
+    _run(other, "synthetic-flat", "long-code", 0, "redo train --preset synthetic --out x --set model.nz=8")
+    with pytest.raises(LookupError, match="'synthetic' preset"):
+        ladder.preset_setting(root=other)
+
+
+def test_the_shipped_ladder_is_consistent():
+    """Every stored run of the repository parses, and one of them is the current preset."""
+    root = ladder.default_root()
+    setting = ladder.preset_setting()
+    assert ladder.seeds("synthetic-flat", setting)
+    for dataset in ladder.LEVELS.values():
+        for folder in (root / dataset).glob("*/seed*"):
+            ladder.config_of_command(dataset, folder.parent.name, int(folder.name[4:]))
