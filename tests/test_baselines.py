@@ -70,14 +70,15 @@ def test_kmeans_separates_two_colours_with_the_object_as_region_0():
     assert result["iou_dataset"] == pytest.approx(1.0)  # polarity right on every image
 
 
-def test_kmeans_is_fast():
-    import time
+def test_kmeans_batch_equals_one_image_at_a_time():
+    """The batched k-means (one call for many images) gives each image its own answer.
 
-    x = torch.rand(256, 3, 64, 64) * 2 - 1
-    BASELINES["kmeans"](x[:4])
-    start = time.perf_counter()
-    BASELINES["kmeans"](x)
-    assert 256 / (time.perf_counter() - start) > 200  # images per second
+    (Its speed is measured by ``benchmarks``-style scripts, not asserted in a test.)
+    """
+    x = torch.rand(6, 3, 16, 16, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    together = BASELINES["kmeans"](x)
+    alone = torch.cat([BASELINES["kmeans"](x[i:i + 1]) for i in range(6)])
+    assert torch.equal(together, alone)
 
 
 def test_grabcut_finds_an_object_on_a_plain_background():
