@@ -139,13 +139,9 @@ def checkpoint_cache_dir() -> Path:
 
 
 def _sha256(path: Path) -> str:
-    import hashlib
+    from .data.download import file_digest
 
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return file_digest(path, "sha256")
 
 
 def _download_shipped(file_name: str, entry: dict, progress: bool) -> Path:

@@ -28,6 +28,7 @@ from redo_lib.pretrained import (
     official_archive_name,
 )
 from tests.data_fakes import FakeServer
+from tests.test_data_download import _tar
 from tests.test_pretrained import fabricate
 
 pytestmark = pytest.mark.usefixtures("no_proxy")
@@ -41,13 +42,7 @@ def quiet(_message: str) -> None:
 
 def tar_gz(members: dict) -> bytes:
     """A .tar.gz holding ``members`` (name -> bytes)."""
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        for name, data in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
+    return _tar(members)
 
 
 def saved(checkpoint: dict) -> bytes:

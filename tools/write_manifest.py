@@ -18,7 +18,6 @@ it after adding or replacing a checkpoint::
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 from pathlib import Path
@@ -34,11 +33,9 @@ ABOUT = ("Size and SHA-256 of the shipped checkpoints of data/checkpoints/, writ
 
 
 def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    from redo_lib.data.download import file_digest
+
+    return file_digest(path, "sha256")
 
 
 def shipped_files(folder: Path) -> List[Path]:

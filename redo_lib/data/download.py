@@ -74,13 +74,18 @@ class DownloadReport:
     extracted: List[str] = field(default_factory=list)
 
 
-def file_md5(path: Path) -> str:
-    """Hex MD5 of a file, read in chunks."""
-    digest = hashlib.md5()
+def file_digest(path: Path, algorithm: str = "md5") -> str:
+    """Hex digest (``md5``, ``sha256``, ...) of a file, read in chunks."""
+    digest = hashlib.new(algorithm)
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def file_md5(path: Path) -> str:
+    """Hex MD5 of a file, read in chunks."""
+    return file_digest(path, "md5")
 
 
 def verify_file(path: Path, md5: Optional[str], size: Optional[int], name: Optional[str] = None) -> None:
