@@ -26,11 +26,14 @@ import sys
 from pathlib import Path
 from typing import Dict, List, Optional
 
-def _setting(nz: int, lr_mask: float, lr_disc: float = 4e-4, nf_disc: int = 16) -> List[str]:
+def _setting(nz: int, lr_mask: float, lr_disc: float = 4e-4, nf_disc: int = 16, lr_gen: float = 2e-4,
+             batch_size: int = 16, lambda_z: float = 10.0, d_steps: int = 1) -> List[str]:
     """Explicit values for every option the experiments varied, so that a setting means
     the same run whatever the preset's defaults become."""
     return ["--set", f"model.nz={nz}", "--lr-mask", f"{lr_mask:g}", "--lr-disc", f"{lr_disc:g}",
-            "--set", f"model.nf_disc={nf_disc}"]
+            "--set", f"model.nf_disc={nf_disc}", "--set", f"optim.lr_gen={lr_gen:g}",
+            "--batch-size", str(batch_size), "--set", f"loss.lambda_z={lambda_z:g}",
+            "--set", f"train.d_steps={d_steps}"]
 
 
 #: named settings: ``redo train --preset synthetic`` options. Each was compared with the
@@ -42,6 +45,11 @@ SETTINGS: Dict[str, List[str]] = {
     "nz3-lrF3e-4": _setting(3, 3e-4),
     "nz3-lrF3e-4-D32": _setting(3, 3e-4, nf_disc=32),
     "nz3-lrF3e-4-lrD1e-3": _setting(3, 3e-4, lr_disc=1e-3),
+    "nz3-lrF1e-3": _setting(3, 1e-3),
+    "nz3-lrF3e-4-lrG5e-4": _setting(3, 3e-4, lr_gen=5e-4),
+    "nz3-lrF3e-4-B8": _setting(3, 3e-4, batch_size=8),
+    "nz3-lrF3e-4-lz5": _setting(3, 3e-4, lambda_z=5.0),  # the official information weight
+    "nz3-lrF3e-4-Dsteps2": _setting(3, 3e-4, d_steps=2),
     "preset": [],  # the current synthetic preset, as it is
 }
 
@@ -105,15 +113,6 @@ def baselines(args: argparse.Namespace) -> int:
     return 0
 
 
-def _curve(run: Path) -> List[dict]:
-    records = []
-    for line in (run / "metrics.jsonl").read_text().splitlines():
-        record = json.loads(line)
-        if "event" not in record and record.get("iou") is not None:
-            records.append(record)
-    return records
-
-
 def best_by(records: List[dict], minutes: float) -> Optional[float]:
     """The best validation IoU reached within ``minutes`` of training (None: the run was shorter).
 
@@ -127,29 +126,32 @@ def best_by(records: List[dict], minutes: float) -> Optional[float]:
 
 
 def table(args: argparse.Namespace) -> int:
-    runs = Path(args.runs)
+    from redo_lib import ladder
+
+    root = Path(args.runs)
     lines = ["| data set | setting | seed | iterations | val IoU by 10 / 30 / 60 min | test IoU (kept checkpoint) |",
              "|---|---|---|---|---|---|"]
     rows = []
-    for metrics in sorted(runs.glob("*/*/seed*/metrics.jsonl")):
-        run = metrics.parent
-        records = _curve(run)
-        if not records:
-            continue
-        cells = [best_by(records, m) for m in MINUTES]
-        test = json.loads((run / "test.json").read_text())["iou"] if (run / "test.json").exists() else None
-        row = {"dataset": run.parent.parent.name, "setting": run.parent.name, "seed": run.name[4:],
-               "iterations": records[-1]["iteration"], "val_iou_by_minutes": dict(zip(MINUTES, cells)),
-               "test_iou": test}
-        rows.append(row)
-        fmt = " / ".join("-" if c is None else f"{c:.3f}" for c in cells)
-        lines.append(f"| {row['dataset']} | {row['setting']} | {row['seed']} | {row['iterations']} | {fmt} | "
-                     f"{'-' if test is None else f'{test:.3f}'} |")
+    for folder in sorted(p for p in root.glob("*/*") if p.is_dir()):
+        dataset, setting = folder.parent.name, folder.name
+        for seed in ladder.seeds(dataset, setting, root):
+            records = ladder.runs(dataset, setting, root, keys=("iou",))[f"{setting} seed {seed}"]
+            if not records:
+                continue
+            cells = [best_by(records, m) for m in MINUTES]
+            scores = ladder.test_scores(dataset, setting, seed, root)
+            test = None if scores is None else scores["iou"]
+            row = {"dataset": dataset, "setting": setting, "seed": seed, "iterations": records[-1]["iteration"],
+                   "val_iou_by_minutes": dict(zip(MINUTES, cells)), "test_iou": test}
+            rows.append(row)
+            fmt = " / ".join("-" if c is None else f"{c:.3f}" for c in cells)
+            lines.append(f"| {dataset} | {setting} | {seed} | {row['iterations']} | {fmt} | "
+                         f"{'-' if test is None else f'{test:.3f}'} |")
     lines += ["", "| data set | " + " | ".join(BASELINE_NAMES) + " |", "|---|" + "---|" * len(BASELINE_NAMES)]
-    for path in sorted(runs.glob("*/baselines-*.json")):
-        scores = json.loads(path.read_text())
-        lines.append(f"| {path.parent.name} ({path.stem.split('-')[-1]}) | "
-                     + " | ".join(f"{scores[n]['iou']:.3f}" for n in BASELINE_NAMES) + " |")
+    for path in sorted(root.glob("*/baselines-*.json")):
+        size = int(path.stem.split("-")[-1][:-2])
+        scores = ladder.baselines(path.parent.name, size, root)
+        lines.append(f"| {path.parent.name} ({size}px) | " + " | ".join(f"{scores[n]:.3f}" for n in BASELINE_NAMES) + " |")
     print("\n".join(lines))
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))

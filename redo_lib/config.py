@@ -121,6 +121,12 @@ class TrainConfig:
     amp: bool = False  # mixed precision on CUDA: bf16 on compute capability >= 8.0, else fp16 + GradScaler
     channels_last: bool = False
     compile: bool = False  # torch.compile the networks
+    # torch.compile backend of --compile: "inductor" (generated kernels), "aot_eager" or
+    # "eager" (graph capture only: cheap, for tests and debugging), or any registered one.
+    # Known upstream bug (torch 2.14, pytorch/pytorch#197039): inductor fails in the D step's
+    # backward on spectrally normalised networks called twice before one backward; use
+    # "aot_eager" until it is fixed.
+    compile_backend: str = "inductor"
     # D step on the generator step's (detached) fakes instead of regenerating them:
     # ~16% faster, departs from the official loop (fakes one update older).
     reuse_fakes: bool = False

@@ -14,13 +14,13 @@ last batch). An empty union (no foreground in truth nor prediction) scores IoU 1
 """
 from __future__ import annotations
 
-from typing import Dict, List
+from typing import Dict, List, Tuple
 
 import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 
-__all__ = ["hard_regions", "confusion", "SegmentationMeter", "binary_scores"]
+__all__ = ["hard_regions", "confusion", "SegmentationMeter", "binary_scores", "object_polarity"]
 
 
 def hard_regions(masks: torch.Tensor) -> torch.Tensor:
@@ -70,6 +70,22 @@ def binary_scores(pred_fg: torch.Tensor, truth_fg: torch.Tensor):
     union = (pred_fg | truth_fg).double().flatten(1).sum(1)
     iou = torch.where(union > 0, inter / union.clamp_min(1), torch.ones_like(union))
     return acc, iou
+
+
+def object_polarity(region0: torch.Tensor, truth_fg: torch.Tensor,
+                    threshold: float = 0.5) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """K = 2, per image: which region plays the object, as the official protocol decides.
+
+    ``region0`` is region 0's soft mask (B, H, W), ``truth_fg`` the true object (B, H, W).
+    Region 0 thresholded at ``threshold`` is scored against the object, and so is its
+    complement (region 1); the better IoU wins. Returns the winning region's soft mask
+    (B, H, W), its IoU (B,) and ``flipped`` (B,), True where region 1 plays the object.
+    """
+    pred, truth = region0 >= threshold, truth_fg.bool()
+    iou_direct, iou_flipped = binary_scores(pred, truth)[1], binary_scores(~pred, truth)[1]
+    flipped = iou_flipped > iou_direct
+    soft = torch.where(flipped[:, None, None], 1 - region0, region0)
+    return soft, torch.maximum(iou_direct, iou_flipped), flipped
 
 
 class SegmentationMeter:

@@ -38,6 +38,7 @@ import torch
 from matplotlib.figure import Figure
 
 from .generative import assemble
+from .metrics import object_polarity
 
 __all__ = [
     "PALETTE",
@@ -836,15 +837,7 @@ def mask_errors_figure(images: Tensor, masks: Tensor, truth: Tensor, *, panel: f
     if masks.shape[1] != 2:
         raise ValueError(f"mask_errors_figure needs K = 2 masks, got {tuple(masks.shape)}")
     t = truth[:, 0] > 0.5
-    soft = masks[:, 0]
-    ious = []
-    for candidate in (soft >= 0.5, soft < 0.5):
-        inter = (candidate & t).flatten(1).sum(1).double()
-        union = (candidate | t).flatten(1).sum(1).clamp(min=1).double()
-        ious.append(inter / union)
-    flip = ious[1] > ious[0]
-    soft = torch.where(flip[:, None, None], 1 - soft, soft)
-    iou = torch.maximum(ious[0], ious[1])
+    soft, iou, _ = object_polarity(masks[:, 0], t)
     b = images.shape[0]
     fig, axes = _grid_axes(3, b, panel=panel)
     for i in range(b):

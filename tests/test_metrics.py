@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from redo_lib.metrics import SegmentationMeter, binary_scores, hard_regions
+from redo_lib.metrics import SegmentationMeter, binary_scores, hard_regions, object_polarity
 
 
 def two_by_two(rows_fg):
@@ -85,6 +85,21 @@ def test_hard_regions_threshold_and_binary_scores():
     assert acc.item() == 0.5 and iou.item() == 0.0
     acc, iou = binary_scores(torch.tensor([[[False]]]), torch.tensor([[[False]]]))
     assert iou.item() == 1.0  # empty union
+
+
+def test_object_polarity_picks_the_region_with_the_better_iou_per_image():
+    truth = torch.tensor([[[1, 1, 0, 0]], [[1, 1, 0, 0]]]).bool()
+    region0 = torch.tensor([[[0.9, 0.8, 0.1, 0.2]],   # region 0 is the object: IoU 1
+                            [[0.1, 0.3, 0.9, 0.6]]])  # region 1 is the object: IoU 1 after the flip
+    soft, iou, flipped = object_polarity(region0, truth)
+    assert flipped.tolist() == [False, True]
+    assert iou.tolist() == [1.0, 1.0]
+    assert torch.allclose(soft[1], 1 - region0[1]) and torch.equal(soft[0], region0[0])
+    # agrees with the official per-image protocol of the meter
+    meter = SegmentationMeter(2)
+    region0 = torch.tensor([[[0.9, 0.4, 0.6, 0.2]], [[0.1, 0.7, 0.9, 0.6]]])
+    meter.update(torch.stack([region0, 1 - region0], 1), truth[:, None].float())
+    assert object_polarity(region0, truth)[1].mean().item() == pytest.approx(meter.compute()["iou"])
 
 
 def test_min_region_size_and_errors():

@@ -16,8 +16,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-__all__ = ["DistInfo", "init_from_env", "wrap_ddp", "broadcast_object", "all_gather_object",
-           "any_flag", "barrier", "shutdown"]
+__all__ = ["DistInfo", "init_from_env", "wrap_ddp", "disable_ddp_graph_splitting", "broadcast_object",
+           "all_gather_object", "any_flag", "barrier", "shutdown"]
 
 
 @dataclass
@@ -68,6 +68,24 @@ def wrap_ddp(module: nn.Module, info: DistInfo, device: torch.device, *,
     device_ids = [device.index if device.index is not None else info.local_rank] if device.type == "cuda" else None
     return DistributedDataParallel(module, device_ids=device_ids,
                                    find_unused_parameters=find_unused_parameters)
+
+
+def disable_ddp_graph_splitting(info: DistInfo) -> bool:
+    """Turn off dynamo's DDP optimizer when running distributed; returns whether it did.
+
+    Call before compiling modules that DDP will wrap. With ``torch._dynamo.config.optimize_ddp``
+    on (the default), dynamo splits each compiled graph at DDP's gradient-bucket boundaries so
+    that all-reduces can overlap the backward pass; on spectrally normalised modules this
+    splitting fails as soon as a model has more than one bucket. Whole graphs are compiled
+    instead (DDP still all-reduces its buckets, after each graph's backward). A single process
+    (``world_size`` 1) leaves the flag untouched. The flag is process-wide.
+    """
+    if not info.enabled:
+        return False
+    import torch._dynamo
+
+    torch._dynamo.config.optimize_ddp = False
+    return True
 
 
 def broadcast_object(obj: Any, info: DistInfo, src: int = 0) -> Any:

@@ -53,7 +53,15 @@ from .checkpoint import (
     restore_rng_state,
 )
 from .data import BatchFetcher, BatchStream, iterate_batches
-from .distributed import DistInfo, all_gather_object, any_flag, barrier, broadcast_object, wrap_ddp
+from .distributed import (
+    DistInfo,
+    all_gather_object,
+    any_flag,
+    barrier,
+    broadcast_object,
+    disable_ddp_graph_splitting,
+    wrap_ddp,
+)
 from .evaluation import evaluate_model, has_masks
 from .samples import fixed_codes, sample_grid, save_grid
 from .steps import DiscriminatorStep, GeneratorStep, make_fakes
@@ -98,6 +106,9 @@ def check_train_config(config: ReDOConfig) -> None:
             raise ValueError(f"train.{name} must be >= 0, got {getattr(t, name)}")
     if not 0 <= t.auto_restart < 0.5:
         raise ValueError(f"train.auto_restart must be in [0, 0.5), got {t.auto_restart}")
+    if not isinstance(t.compile_backend, str) or not t.compile_backend.strip():
+        raise ValueError(f"train.compile_backend must be a non-empty torch.compile backend name "
+                         f"(e.g. 'inductor', 'aot_eager', 'eager'), got {t.compile_backend!r}")
     o = config.optim
     for name in ("lr_mask", "lr_gen", "lr_disc", "lr_info", "weight_decay_mask"):
         if getattr(o, name) < 0:
@@ -187,6 +198,9 @@ class Trainer:
         self._use_scaler = use_scaler
         self._pbar = None
         self._t0 = time.perf_counter()
+        if self.tc.compile and disable_ddp_graph_splitting(self.dist):  # before _build compiles
+            self.log("note: --compile under DDP: torch._dynamo.config.optimize_ddp = False "
+                     "(no graph splits at DDP's gradient-bucket boundaries)")
         self._build()
 
         self._pending: List[tuple] = []
@@ -237,7 +251,7 @@ class Trainer:
             self.g_optimizers.append(self.optimizers["info_net"])
         if self.tc.compile:
             for name in NETWORKS:
-                getattr(model, name).compile()
+                getattr(model, name).compile(backend=self.tc.compile_backend)
         g_step = GeneratorStep(model.mask_net, model.generator, model.info_net if self.use_info else None,
                                model.discriminator, cfg.model.n_regions, cfg.model.nz, cfg.loss.info_loss)
         d_step = DiscriminatorStep(model.discriminator)
@@ -300,17 +314,18 @@ class Trainer:
             region = int(torch.randint(k, (1,), generator=self.rng))
         discriminator = self.model.discriminator
 
-        # (1) generator step: F, G_k, delta
+        # (1) generator step: F, G_k, delta  (record_function: labels for torch.profiler)
         if self.freeze_d:
             discriminator.requires_grad_(False)
         try:
-            with self._autocast():
+            with torch.profiler.record_function("redo.generator_forward"), self._autocast():
                 g_adv, info, fakes = self.g_step(images, z, region)
             loss = g_adv + cfg.loss.lambda_z * info if self.use_info else g_adv
             for opt in self.g_optimizers:
                 opt.zero_grad(set_to_none=True)
             scaler = self.scalers["g"]
-            scaler.scale(loss).backward()
+            with torch.profiler.record_function("redo.generator_backward"):
+                scaler.scale(loss).backward()
             frozen = self.optimizers["mask_net"] if self.step < self.tc.mask_warmup else None
             for opt in self.g_optimizers:
                 if opt is not frozen:  # F waits out train.mask_warmup iterations
@@ -324,16 +339,17 @@ class Trainer:
         if self.tc.reuse_fakes:
             fakes = fakes.detach()
         else:
-            with torch.no_grad(), self._autocast():
+            with torch.no_grad(), torch.profiler.record_function("redo.regenerate_fakes"), self._autocast():
                 fakes = make_fakes(self.model, images, z, region)
         del loss
         d_opt, scaler = self.optimizers["discriminator"], self.scalers["d"]
         d_total = None
         for real in reals:
             d_opt.zero_grad(set_to_none=True)
-            with self._autocast():
+            with torch.profiler.record_function("redo.discriminator_forward"), self._autocast():
                 d_loss = self.d_step(real, fakes)
-            scaler.scale(d_loss).backward()
+            with torch.profiler.record_function("redo.discriminator_backward"):
+                scaler.scale(d_loss).backward()
             scaler.step(d_opt)
             scaler.update()
             d_total = d_loss.detach() if d_total is None else d_total + d_loss.detach()
@@ -511,6 +527,11 @@ class Trainer:
                               "restart": self.restarts, "min_region_size": record.get("min_region_size"),
                               "train_min_region_size": (record.get("train") or {}).get("min_region_size"),
                               "threshold": self.tc.auto_restart})
+        if self.tc.compile:
+            # Spectral norm's parametrisations give each new network a class of its own, so the
+            # fresh networks never match the old compiled graphs: drop those graphs, or every
+            # restart would add a set until dynamo's recompile_limit leaves the networks uncompiled.
+            torch.compiler.reset()
         self._build()
         self.step = 0
         self._save(self.out / "last.pt")  # the fresh start, so that a resume continues it
