@@ -16,14 +16,18 @@ import json
 import os
 import shlex
 from pathlib import Path
-from typing import Dict, List, Mapping, Optional, Sequence, Union
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from .viz import load_metrics
 
 __all__ = ["LEVELS", "default_root", "runs", "seeds", "test_scores", "command", "baselines",
-           "config_of_command", "preset_setting", "summary"]
+           "config_of_command", "recipe", "differences", "preset_setting", "summary"]
 
 PathLike = Union[str, "os.PathLike[str]"]
+
+#: the training options that belong to a recipe (beside the model, loss and optimiser
+#: sections); the others (data set, seed, length, files, device) describe one run
+RECIPE_TRAIN_OPTIONS = ("batch_size", "d_steps", "mask_warmup", "reuse_fakes")
 
 #: the levels of the ladder, easiest first, and their data sets
 LEVELS: Mapping[str, str] = {"flat": "synthetic-flat", "gradient": "synthetic-gradient",
@@ -89,17 +93,32 @@ def config_of_command(dataset: str, setting: str, seed: int = 0, root: Optional[
     return json.loads(buffer.getvalue())
 
 
-def preset_setting(preset: str = "synthetic", dataset: str = "synthetic-flat", root: Optional[PathLike] = None) -> str:
-    """The stored setting whose command gives the preset's networks, losses and optimisers."""
+def recipe(config: Mapping) -> Dict[str, object]:
+    """``{"section.option": value}`` of what a configuration trains with: every option of
+    the model, loss and optimiser sections and :data:`RECIPE_TRAIN_OPTIONS`."""
+    flat = {f"{section}.{name}": value for section in ("model", "loss", "optim")
+            for name, value in config[section].items()}
+    flat.update({f"train.{name}": config["train"][name] for name in RECIPE_TRAIN_OPTIONS})
+    return flat
+
+
+def differences(dataset: str, setting: str, preset: str = "synthetic", seed: int = 0,
+                root: Optional[PathLike] = None) -> Dict[str, Tuple[object, object]]:
+    """``{"section.option": (preset's value, the run's value)}`` where a stored run's recipe
+    departs from the preset's (empty: the run is the preset)."""
     from .config import get_preset
 
-    wanted = get_preset(preset).to_dict()
+    wanted = recipe(get_preset(preset).to_dict())
+    found = recipe(config_of_command(dataset, setting, seed, root))
+    return {key: (wanted[key], found[key]) for key in wanted if found[key] != wanted[key]}
+
+
+def preset_setting(preset: str = "synthetic", dataset: str = "synthetic-flat", root: Optional[PathLike] = None) -> str:
+    """The stored setting whose command gives the preset's recipe (:func:`recipe`)."""
     folder = _root(root) / dataset
     for setting in sorted(p.name for p in folder.iterdir() if p.is_dir()):
-        if not seeds(dataset, setting, root):
-            continue
-        config = config_of_command(dataset, setting, seeds(dataset, setting, root)[0], root)
-        if all(config[k] == wanted[k] for k in ("model", "loss", "optim")):
+        stored = seeds(dataset, setting, root)
+        if stored and not differences(dataset, setting, preset, stored[0], root):
             return setting
     raise LookupError(f"no stored run in {folder} has the settings of the {preset!r} preset")
 

@@ -35,6 +35,8 @@ def test_reads_runs_scores_baselines_and_finds_the_preset(tmp_path):
     assert ladder.baselines("synthetic-flat", root=tmp_path) == {"kmeans": 1.0}
     assert ladder.config_of_command("synthetic-flat", "long-code", 0, tmp_path)["model"]["nz"] == 8
     assert ladder.preset_setting(root=tmp_path) == "preset-like"
+    assert ladder.differences("synthetic-flat", "preset-like", root=tmp_path) == {}
+    assert ladder.differences("synthetic-flat", "long-code", root=tmp_path) == {"model.nz": (3, 8)}
     rows = {row["level"]: row for row in ladder.summary("preset-like", tmp_path)}
     assert rows["flat"]["ious"] == [0.8, 0.9] and rows["flat"]["minutes"] == 2.0
     assert rows["textured"]["ious"] == [] and rows["textured"]["baselines"] == {}
@@ -50,6 +52,9 @@ def test_clear_errors(tmp_path):
     other = tmp_path / "other"
     _run(other, "synthetic-flat", "long-code", 0, "redo train --preset synthetic --out x --set model.nz=8")
     with pytest.raises(LookupError, match="'synthetic' preset"):
+        ladder.preset_setting(root=other)
+    _run(other, "synthetic-flat", "more-d-steps", 0, "redo train --preset synthetic --out x --set train.d_steps=2")
+    with pytest.raises(LookupError, match="'synthetic' preset"):  # a training option of the recipe differs
         ladder.preset_setting(root=other)
 
 
