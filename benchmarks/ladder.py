@@ -50,6 +50,7 @@ SETTINGS: Dict[str, List[str]] = {
     "nz3-lrF3e-4-B8": _setting(3, 3e-4, batch_size=8),
     "nz3-lrF3e-4-lz5": _setting(3, 3e-4, lambda_z=5.0),  # the official information weight
     "nz3-lrF3e-4-Dsteps2": _setting(3, 3e-4, d_steps=2),
+    "nz3-lrF3e-4-Dsteps3": _setting(3, 3e-4, d_steps=3),
     "preset": [],  # the current synthetic preset, as it is
 }
 

@@ -21,7 +21,7 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 from .viz import load_metrics
 
 __all__ = ["LEVELS", "default_root", "runs", "seeds", "test_scores", "command", "baselines",
-           "config_of_command", "recipe", "differences", "preset_setting", "summary"]
+           "config_of_command", "settings", "recipe", "differences", "preset_setting", "summary"]
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -45,6 +45,14 @@ def _root(root: Optional[PathLike]) -> Path:
         raise FileNotFoundError(f"no stored ladder results in {folder}: they ship with a clone of the repository "
                                 f"(data/ladder/); benchmarks/ladder.py writes new ones")
     return folder
+
+
+def settings(dataset: str, root: Optional[PathLike] = None) -> List[str]:
+    """The settings stored for one data set (those with at least one run), sorted."""
+    folder = _root(root) / dataset
+    if not folder.is_dir():
+        return []
+    return sorted(p.name for p in folder.iterdir() if p.is_dir() and seeds(dataset, p.name, root))
 
 
 def seeds(dataset: str, setting: str, root: Optional[PathLike] = None) -> List[int]:
@@ -116,9 +124,8 @@ def differences(dataset: str, setting: str, preset: str = "synthetic", seed: int
 def preset_setting(preset: str = "synthetic", dataset: str = "synthetic-flat", root: Optional[PathLike] = None) -> str:
     """The stored setting whose command gives the preset's recipe (:func:`recipe`)."""
     folder = _root(root) / dataset
-    for setting in sorted(p.name for p in folder.iterdir() if p.is_dir()):
-        stored = seeds(dataset, setting, root)
-        if stored and not differences(dataset, setting, preset, stored[0], root):
+    for setting in settings(dataset, root):
+        if not differences(dataset, setting, preset, seeds(dataset, setting, root)[0], root):
             return setting
     raise LookupError(f"no stored run in {folder} has the settings of the {preset!r} preset")
 

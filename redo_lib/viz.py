@@ -615,10 +615,14 @@ def curves_figure(records: Sequence[Dict], keys: Sequence[str] = ("iou", "accura
     return fig
 
 
+#: validation scores of the trainer's records, drawn on [0, 1]
+_SCORES = ("iou", "accuracy", "iou_dataset", "accuracy_dataset", "min_region_size")
+
+
 def compare_runs_figure(runs: "Dict[str, Sequence[Dict]]", key: str = "iou", *,
                         baselines: Optional[Dict[str, float]] = None, title: Optional[str] = None,
                         x: str = "minutes", ax=None, panel: Tuple[float, float] = (5.0, 3.2)) -> Figure:
-    """Several runs' validation ``key`` against minutes of training, on one axes.
+    """Several runs' validation ``key`` (or training loss: ``d_loss``, ...) against minutes of training, on one axes.
 
     ``runs`` maps a label to the records of :func:`load_metrics` (each needs ``seconds``,
     written by the trainer at every evaluation). Runs that share a label prefix before
@@ -652,8 +656,11 @@ def compare_runs_figure(runs: "Dict[str, Sequence[Dict]]", key: str = "iou", *,
         ax.text(0.0, value, f" {name} {value:.2f}", fontsize=7, va="bottom", color="dimgrey",
                 transform=ax.get_yaxis_transform())
     ax.set_xlabel("minutes of training (one CPU thread)" if x == "minutes" else "iterations")
-    ax.set_ylabel(f"validation {key}")
-    ax.set_ylim(0, 1)
+    if key.split("/")[-1] in _SCORES:  # validation scores lie in [0, 1]
+        ax.set_ylabel(f"validation {key}")
+        ax.set_ylim(0, 1)
+    else:  # a training loss, averaged since the previous evaluation
+        ax.set_ylabel(f"{key} (training average)")
     ax.grid(alpha=0.3)
     if any(not line.get_label().startswith("_") for line in ax.get_lines()):
         ax.legend(fontsize=7, loc="lower right")

@@ -28,6 +28,8 @@ def test_reads_runs_scores_baselines_and_finds_the_preset(tmp_path):
     (tmp_path / "synthetic-flat" / "baselines-32px.json").write_text(json.dumps({"kmeans": {"iou": 1.0}}))
 
     assert ladder.seeds("synthetic-flat", "preset-like", tmp_path) == [0, 1]
+    assert ladder.settings("synthetic-flat", tmp_path) == ["long-code", "preset-like"]
+    assert ladder.settings("synthetic-soft", tmp_path) == []
     curves = ladder.runs("synthetic-flat", "preset-like", tmp_path)
     assert list(curves) == ["preset-like seed 0", "preset-like seed 1"] and len(curves["preset-like seed 1"]) == 2
     assert ladder.test_scores("synthetic-flat", "preset-like", 1, tmp_path)["iou"] == 0.9

@@ -264,5 +264,9 @@ def test_compare_runs_figure_against_iterations():
     fig = compare_runs_figure({"a": records}, x="iteration")
     assert list(fig.axes[0].get_lines()[0].get_xdata()) == [250, 500]
     assert fig.axes[0].get_xlabel() == "iterations"
+    assert fig.axes[0].get_ylim() == (0.0, 1.0)  # a score
+    losses = [{"seconds": 60.0, "iteration": 250, "d_loss": 1.9}, {"seconds": 120.0, "iteration": 500, "d_loss": 1.4}]
+    ax = compare_runs_figure({"a": losses}, key="d_loss", x="iteration").axes[0]
+    assert ax.get_ylim()[1] >= 1.9 and "training average" in ax.get_ylabel()  # a loss is not clipped to [0, 1]
     with pytest.raises(ValueError, match="minutes"):
         compare_runs_figure({"a": records}, x="hours")
