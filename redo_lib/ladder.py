@@ -21,7 +21,8 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 from .viz import load_metrics
 
 __all__ = ["LEVELS", "default_root", "runs", "seeds", "test_scores", "command", "baselines",
-           "config_of_command", "settings", "recipe", "differences", "preset_setting", "summary"]
+           "config_of_command", "settings", "recipe", "differences", "preset_setting", "nearest_setting",
+           "summary"]
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -130,18 +131,35 @@ def preset_setting(preset: str = "synthetic", dataset: str = "synthetic-flat", r
     raise LookupError(f"no stored run in {folder} has the settings of the {preset!r} preset")
 
 
-def summary(setting: str, root: Optional[PathLike] = None) -> List[Dict]:
-    """One row per level: the setting's test IoUs over the stored seeds and the baselines."""
+def nearest_setting(dataset: str, preset: str = "synthetic", root: Optional[PathLike] = None) -> Optional[str]:
+    """The stored setting of ``dataset`` closest to the preset: fewest :func:`differences`
+    among the settings with a scored run (ties by name); None when none is scored."""
+    scored = [s for s in settings(dataset, root)
+              if any(test_scores(dataset, s, seed, root) is not None for seed in seeds(dataset, s, root))]
+    if not scored:
+        return None
+    return min(scored, key=lambda s: (len(differences(dataset, s, preset, seeds(dataset, s, root)[0], root)), s))
+
+
+def summary(setting: Optional[str] = None, root: Optional[PathLike] = None, preset: str = "synthetic") -> List[Dict]:
+    """One row per level: a setting's test IoUs over the stored seeds and the baselines.
+
+    ``setting`` None: on each level the stored setting nearest to ``preset``
+    (:func:`nearest_setting`); each row says which (``setting``) and how it departs from
+    the preset (``changes``, as :func:`differences`).
+    """
     rows = []
     for level, dataset in LEVELS.items():
         folder = _root(root) / dataset
         if not folder.is_dir():
             continue
-        scores = [s["iou"] for s in (test_scores(dataset, setting, seed, root)
-                                     for seed in seeds(dataset, setting, root)) if s is not None]
-        minutes = [records[-1]["seconds"] / 60 for records in runs(dataset, setting, root, keys=("iou",)).values()
-                   if records]
-        rows.append({"level": level, "dataset": dataset, "ious": scores,
+        chosen = setting if setting is not None else nearest_setting(dataset, preset, root)
+        stored = seeds(dataset, chosen, root) if chosen is not None else []
+        scores = [s["iou"] for s in (test_scores(dataset, chosen, seed, root) for seed in stored) if s is not None]
+        minutes = [records[-1]["seconds"] / 60 for records in runs(dataset, chosen, root, keys=("iou",)).values()
+                   if records] if stored else []
+        changes = differences(dataset, chosen, preset, stored[0], root) if stored else {}
+        rows.append({"level": level, "dataset": dataset, "setting": chosen, "changes": changes, "ious": scores,
                      "minutes": max(minutes) if minutes else None,
                      "baselines": baselines(dataset, root=root) if (folder / "baselines-32px.json").is_file() else {}})
     return rows

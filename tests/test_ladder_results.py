@@ -43,6 +43,14 @@ def test_reads_runs_scores_baselines_and_finds_the_preset(tmp_path):
     assert rows["flat"]["ious"] == [0.8, 0.9] and rows["flat"]["minutes"] == 2.0
     assert rows["textured"]["ious"] == [] and rows["textured"]["baselines"] == {}
     assert "gradient" not in rows
+    # without a setting: on each level the scored setting nearest to the preset
+    _run(tmp_path, "synthetic", "long-code", 0, base.replace("synthetic-flat", "synthetic") + " --set model.nz=8",
+         iou=0.3)
+    assert ladder.nearest_setting("synthetic-flat", root=tmp_path) == "preset-like"
+    assert ladder.nearest_setting("synthetic", root=tmp_path) == "long-code"  # preset-like is not scored there
+    rows = {row["level"]: row for row in ladder.summary(root=tmp_path)}
+    assert rows["flat"]["setting"] == "preset-like" and rows["flat"]["changes"] == {}
+    assert rows["textured"]["ious"] == [0.3] and rows["textured"]["changes"] == {"model.nz": (3, 8)}
 
 
 def test_clear_errors(tmp_path):
