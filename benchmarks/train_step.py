@@ -126,7 +126,7 @@ def _figures(args, trainer, path, times, warmup_s, peak_mb, memory_kind) -> dict
         "s_per_it": median,
         "mean_s_per_it": sum(times) / len(times),
         "min_s_per_it": min(times),
-        "images_per_s": args.batch_size / median,
+        "images_per_s": trainer.images_per_iteration / median,  # counted as the trainer counts them
         "peak_mem_mb": None if peak_mb is None else round(peak_mb, 1),
         "memory": memory_kind,
         "warmup_s": round(warmup_s, 2),

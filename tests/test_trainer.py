@@ -319,3 +319,8 @@ def test_time_limit_stops_after_a_last_evaluation_and_checkpoint(tmp_path, monke
     # without a limit the same run goes all the way
     plain = make_trainer(tmp_path / "plain", make_config(steps=8, eval_every=4, log_every=2)).fit()
     assert plain["step"] == 8
+
+
+def test_images_per_iteration_counts_the_generator_batch_and_one_batch_of_reals_per_d_step(tmp_path):
+    trainer = make_trainer(tmp_path / "a", make_config(batch_size=4, d_steps=3))
+    assert trainer.images_per_iteration == 4 * (1 + 3)

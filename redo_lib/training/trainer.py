@@ -296,6 +296,12 @@ class Trainer:
             images = images.contiguous(memory_format=torch.channels_last)
         return images
 
+    @property
+    def images_per_iteration(self) -> int:
+        """Real images one iteration reads, over all processes: the generator step's batch and
+        one batch of reals per D step (the trainer's ``images_per_s`` counts these)."""
+        return self.tc.batch_size * (1 + self.tc.d_steps) * self.dist.world_size
+
     def train_iteration(self, images: Optional[torch.Tensor] = None,
                         reals: Optional[List[torch.Tensor]] = None) -> torch.Tensor:
         """One generator step and ``d_steps`` D steps; returns the (3,) detached losses.
@@ -630,7 +636,7 @@ class Trainer:
 
             self._pbar = tqdm(total=total, initial=self.step, desc="train", dynamic_ncols=True,
                               file=sys.stderr, disable=None)
-        per_iteration = self.tc.batch_size * (1 + self.tc.d_steps) * self.dist.world_size
+        per_iteration = self.images_per_iteration
         window_t, window_steps = time.perf_counter(), 0
         try:
             while self.step < total:
