@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from redo_lib import ladder
+from redo_lib import get_preset, ladder
 
 
 def _run(root, dataset, setting, seed, command, iou=None, curve=((60.0, 0.3), (120.0, 0.6))):
@@ -63,7 +63,8 @@ def test_clear_errors(tmp_path):
     _run(other, "synthetic-flat", "long-code", 0, "redo train --preset synthetic --out x --set model.nz=8")
     with pytest.raises(LookupError, match="'synthetic' preset"):
         ladder.preset_setting(root=other)
-    _run(other, "synthetic-flat", "more-d-steps", 0, "redo train --preset synthetic --out x --set train.d_steps=2")
+    more = get_preset("synthetic").train.d_steps + 1
+    _run(other, "synthetic-flat", "more-d-steps", 0, f"redo train --preset synthetic --out x --set train.d_steps={more}")
     with pytest.raises(LookupError, match="'synthetic' preset"):  # a training option of the recipe differs
         ladder.preset_setting(root=other)
 
