@@ -186,6 +186,31 @@ def publish(args: argparse.Namespace) -> int:
     return 0
 
 
+def pin(args: argparse.Namespace) -> int:
+    """Make every stored command spell out the recipe its run recorded.
+
+    A command that leaves an option to the preset means another run once the preset
+    changes. For each run under ``--runs`` whose ``command.txt`` no longer gives the recipe
+    recorded in its ``metrics.jsonl`` (:func:`redo_lib.ladder.recipe`), append
+    ``--set section.option=value`` for each option that differs.
+    """
+    from redo_lib import ladder
+
+    root = Path(args.runs)
+    for folder in sorted(p for p in root.glob("*/*/seed*") if (p / "metrics.jsonl").is_file()):
+        dataset, setting, seed = folder.parent.parent.name, folder.parent.name, int(folder.name[4:])
+        recorded = ladder.recorded_config(dataset, setting, seed, root)
+        if recorded is None:
+            continue
+        wanted, given = ladder.recipe(recorded), ladder.recipe(ladder.config_of_command(dataset, setting, seed, root))
+        missing = [f"--set {key}={wanted[key]}" for key in wanted if given[key] != wanted[key]]
+        if missing:
+            command = (folder / "command.txt").read_text().strip()
+            (folder / "command.txt").write_text(" ".join([command, *missing]) + "\n")
+            print(f"{folder}: {' '.join(missing)}")
+    return 0
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", default="runs/ladder", help="folder of the runs (default runs/ladder)")
@@ -205,12 +230,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     s.add_argument("--json", help="also write the rows as JSON here")
     p = sub.add_parser("publish", help="copy the runs' curves, commands and scores to a folder")
     p.add_argument("--to", default="data/ladder")
+    sub.add_parser("pin", help="make every stored command spell out the recipe its run recorded")
     args = parser.parse_args(argv)
     if args.command == "list":
         for name, options in SETTINGS.items():
             print(f"{name:14s} redo train --preset synthetic {' '.join(options)}")
         return 0
-    return {"train": train, "baselines": baselines, "table": table, "publish": publish}[args.command](args)
+    return {"train": train, "baselines": baselines, "table": table, "publish": publish, "pin": pin}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -115,6 +115,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--steps", type=int, default=5, help="timed iterations of each")
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--profile", type=int, default=0, metavar="N",
+                        help="also profile one iteration of each and print its top N operators by self CPU time")
     args = parser.parse_args(argv)
 
     import torch
@@ -138,6 +140,15 @@ def main(argv: Optional[List[str]] = None) -> int:
             if i >= args.warmup:
                 times[name].append(time.perf_counter() - start)
     median = {name: statistics.median(t) for name, t in times.items()}
+    if args.profile:
+        from torch.profiler import ProfilerActivity, profile
+
+        for name, step in paths.items():
+            with profile(activities=[ProfilerActivity.CPU]) as prof:
+                step()
+            print(f"{name}: top {args.profile} operators of one iteration by self CPU time")
+            print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=args.profile,
+                                            max_name_column_width=40))
     result = {"preset": args.preset, "batch_size": args.batch_size, "threads": torch.get_num_threads(),
               "steps": args.steps, "official_s_per_it": median["official"], "project_s_per_it": median["project"],
               "official_over_project": median["official"] / median["project"],

@@ -21,7 +21,7 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 from .viz import load_metrics
 
 __all__ = ["LEVELS", "default_root", "runs", "seeds", "test_scores", "command", "baselines",
-           "config_of_command", "settings", "recipe", "differences", "preset_setting", "nearest_setting",
+           "config_of_command", "recorded_config", "run_config", "settings", "recipe", "differences", "changes", "preset_setting", "nearest_setting",
            "summary"]
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -46,6 +46,31 @@ def _root(root: Optional[PathLike]) -> Path:
         raise FileNotFoundError(f"no stored ladder results in {folder}: they ship with a clone of the repository "
                                 f"(data/ladder/); benchmarks/ladder.py writes new ones")
     return folder
+
+
+def recorded_config(dataset: str, setting: str, seed: int = 0, root: Optional[PathLike] = None) -> Optional[Dict]:
+    """The configuration a stored run recorded as it started (the ``start`` event of its
+    ``metrics.jsonl``), with options added to the package since then at their defaults;
+    None when the log has no such record."""
+    from .config import ReDOConfig
+
+    path = _root(root) / dataset / setting / f"seed{seed}" / "metrics.jsonl"
+    with open(path, encoding="utf-8") as handle:
+        first = handle.readline().strip()
+    try:
+        record = json.loads(first) if first else {}
+    except json.JSONDecodeError:
+        return None
+    if record.get("event") != "start" or "config" not in record:
+        return None
+    return ReDOConfig.from_dict(record["config"]).to_dict()
+
+
+def run_config(dataset: str, setting: str, seed: int = 0, root: Optional[PathLike] = None) -> Dict:
+    """What a stored run trained with: its recorded configuration, else what its command gives
+    with today's presets (:func:`config_of_command`)."""
+    recorded = recorded_config(dataset, setting, seed, root)
+    return recorded if recorded is not None else config_of_command(dataset, setting, seed, root)
 
 
 def settings(dataset: str, root: Optional[PathLike] = None) -> List[str]:
@@ -114,12 +139,20 @@ def recipe(config: Mapping) -> Dict[str, object]:
 def differences(dataset: str, setting: str, preset: str = "synthetic", seed: int = 0,
                 root: Optional[PathLike] = None) -> Dict[str, Tuple[object, object]]:
     """``{"section.option": (preset's value, the run's value)}`` where a stored run's recipe
-    departs from the preset's (empty: the run is the preset)."""
+    (:func:`run_config`) departs from the preset's (empty: the run is the preset)."""
     from .config import get_preset
 
     wanted = recipe(get_preset(preset).to_dict())
-    found = recipe(config_of_command(dataset, setting, seed, root))
+    found = recipe(run_config(dataset, setting, seed, root))
     return {key: (wanted[key], found[key]) for key in wanted if found[key] != wanted[key]}
+
+
+def changes(dataset: str, setting: str, reference: str, seed: int = 0,
+            root: Optional[PathLike] = None) -> Dict[str, Tuple[object, object]]:
+    """``{"section.option": (reference's value, the run's value)}`` between two stored
+    settings' recipes (:func:`run_config`, seed ``seed`` of each)."""
+    ours, theirs = recipe(run_config(dataset, setting, seed, root)), recipe(run_config(dataset, reference, seed, root))
+    return {key: (theirs[key], ours[key]) for key in theirs if ours[key] != theirs[key]}
 
 
 def preset_setting(preset: str = "synthetic", dataset: str = "synthetic-flat", root: Optional[PathLike] = None) -> str:

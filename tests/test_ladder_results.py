@@ -39,6 +39,8 @@ def test_reads_runs_scores_baselines_and_finds_the_preset(tmp_path):
     assert ladder.preset_setting(root=tmp_path) == "preset-like"
     assert ladder.differences("synthetic-flat", "preset-like", root=tmp_path) == {}
     assert ladder.differences("synthetic-flat", "long-code", root=tmp_path) == {"model.nz": (3, 8)}
+    assert ladder.changes("synthetic-flat", "long-code", "preset-like", root=tmp_path) == {"model.nz": (3, 8)}
+    assert ladder.recorded_config("synthetic-flat", "long-code", 0, tmp_path) is None  # no start record: the command
     rows = {row["level"]: row for row in ladder.summary("preset-like", tmp_path)}
     assert rows["flat"]["ious"] == [0.8, 0.9] and rows["flat"]["minutes"] == 2.0
     assert rows["textured"]["ious"] == [] and rows["textured"]["baselines"] == {}
@@ -76,4 +78,8 @@ def test_the_shipped_ladder_is_consistent():
     assert ladder.seeds("synthetic-flat", setting)
     for dataset in ladder.LEVELS.values():
         for folder in (root / dataset).glob("*/seed*"):
-            ladder.config_of_command(dataset, folder.parent.name, int(folder.name[4:]))
+            setting, seed = folder.parent.name, int(folder.name[4:])
+            command = ladder.recipe(ladder.config_of_command(dataset, setting, seed))
+            recorded = ladder.recorded_config(dataset, setting, seed)
+            # the stored command still gives the recipe the run trained with (benchmarks/ladder.py pin)
+            assert recorded is None or ladder.recipe(recorded) == command, f"{folder}: run `ladder.py pin`"
