@@ -133,5 +133,8 @@ class SelfAttention(nn.Module):
         # positions, so each query's weights sum to 1 over the keys (the official code's
         # softmax over dim 1 of its (B, N/4, N) matrix). scale=1: no 1/sqrt(d) factor, as in SAGAN.
         o = F.scaled_dot_product_attention(q, k, v, scale=1.0)  # (B, 1, N, C/2)
-        o = o[:, 0].transpose(1, 2).reshape(b, c // 2, h, w)
+        # back to (B, C/2, H, W), contiguous: the transposed view has channels-last strides, and
+        # every convolution after it (here and in the following blocks) would then run in
+        # channels-last and convert its weight at every call
+        o = o[:, 0].transpose(1, 2).reshape(b, c // 2, h, w).contiguous()
         return self.gamma * self.out(o) + x

@@ -79,3 +79,15 @@ def test_softmax_is_over_keys():
     y = module(x)
     torch.testing.assert_close(y[:, :8], torch.full_like(y[:, :8], 2.0))
     torch.testing.assert_close(y[:, 8:], x[:, 8:])
+
+
+def test_attention_output_keeps_the_standard_layout():
+    """The attention output is NCHW-contiguous like its input: a channels-last output would put
+    every following convolution in channels-last, converting its weight at every call."""
+    layer = SelfAttention(16)
+    layer.gamma.data.fill_(0.5)
+    x = torch.randn(2, 16, 8, 8)
+    y = layer(x)
+    assert y.is_contiguous()
+    conv = torch.nn.Conv2d(16, 16, 3, padding=1)
+    assert conv(y).is_contiguous()
