@@ -1,7 +1,8 @@
 """Building blocks shared by the four networks.
 
 - :func:`sn_conv` / :func:`sn_linear`: layers with optional spectral normalisation
-  (Miyato et al. 2018), using :func:`torch.nn.utils.parametrizations.spectral_norm`.
+  (Miyato et al. 2018), using :func:`torch.nn.utils.parametrizations.spectral_norm`;
+  :class:`SpectralNormConv2d` divides the smaller of weight and output by sigma.
 - :func:`init_orthogonal`: the official initialisation (orthogonal, gain 0.8), applied to
   the *underlying* weight of spectrally normalised layers (as in the official code).
 - :class:`ConditionalInstanceNorm`: instance norm whose scale and shift are functions of z.
@@ -16,6 +17,7 @@ from torch.nn.utils.parametrizations import spectral_norm
 
 __all__ = [
     "sn_conv",
+    "SpectralNormConv2d",
     "sn_linear",
     "init_orthogonal",
     "ConditionalInstanceNorm",
@@ -32,8 +34,57 @@ def sn_conv(
     use_sn: bool = True,
 ) -> nn.Module:
     """A stride-1, 'same'-padded convolution, spectrally normalised when ``use_sn``."""
-    conv = nn.Conv2d(in_channels, out_channels, kernel_size, 1, kernel_size // 2, bias=bias)
-    return spectral_norm(conv) if use_sn else conv
+    if use_sn:
+        return SpectralNormConv2d(in_channels, out_channels, kernel_size, 1, kernel_size // 2, bias=bias)
+    return nn.Conv2d(in_channels, out_channels, kernel_size, 1, kernel_size // 2, bias=bias)
+
+
+class SpectralNormConv2d(nn.Conv2d):
+    """A spectrally normalised convolution, ``conv(x, W / sigma(W)) + b`` (Miyato et al. 2018).
+
+    The normalisation is torch's own parametrisation (same parameters, buffers ``_u`` /
+    ``_v`` and state-dict keys as ``spectral_norm(nn.Conv2d(...))``: converted official
+    weights and saved checkpoints load unchanged). What changes is where sigma divides:
+    a convolution is linear in its weight, so
+
+        conv(x, W / sigma) + b  ==  conv(x, W) / sigma + b,
+
+    and the layer divides whichever of the two is smaller. Deep in D and G the weights are
+    1024 x 1024 x 3 x 3 (9.4 M numbers) while the outputs are a batch of 4 x 4 or 8 x 8 maps:
+    dividing the weight (and, backwards, the weight-sized terms of the quotient rule) costs
+    more there than the convolution itself on a CPU. The power iteration, sigma and every
+    gradient are those of the parametrisation (equal up to float rounding; tested in
+    float64).
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        spectral_norm(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        parametrization = self.parametrizations.weight
+        weight = parametrization.original
+        n_out = x.shape[0] * self.out_channels * x.shape[-2] * x.shape[-1]  # stride 1, 'same' padding
+        if n_out >= weight.numel():
+            return super().forward(x)  # self.weight: the parametrisation's W / sigma
+        sigma = _spectral_sigma(parametrization[0], weight)
+        out = self._conv_forward(x, weight, None) / sigma
+        return out if self.bias is None else out + self.bias.view(1, -1, 1, 1)
+
+
+def _spectral_sigma(sn: nn.Module, weight: torch.Tensor) -> torch.Tensor:
+    """sigma(W) exactly as ``torch.nn.utils.parametrizations._SpectralNorm.forward`` computes it.
+
+    In training mode one power iteration first updates the buffers ``_u`` and ``_v`` (no
+    gradient); sigma = u^T W v then carries the gradient to W through u v^T only, as in the
+    parametrisation.
+    """
+    weight_mat = sn._reshape_weight_to_matrix(weight)
+    if sn.training:
+        sn._power_method(weight_mat, sn.n_power_iterations)
+    u = sn._u.clone(memory_format=torch.contiguous_format)
+    v = sn._v.clone(memory_format=torch.contiguous_format)
+    return torch.vdot(u, torch.mv(weight_mat, v))
 
 
 def sn_linear(in_features: int, out_features: int, *, use_sn: bool = True) -> nn.Module:
