@@ -97,13 +97,9 @@ def official_iteration(models, config, batch_size: int, images, reals) -> Callab
 
 
 def project_iteration(config, images, reals) -> Callable[[], None]:
-    from redo_lib.training import Trainer
+    from redo_lib.training.benchmark import benchmark_trainer
 
-    spec = importlib.util.spec_from_file_location("train_step", Path(__file__).with_name("train_step.py"))
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    data = bench.RandomImages(4 * images.shape[0], config.model.image_size)  # unused: batches are passed in
-    trainer = Trainer(config, "unused", data, None, progress=False, write_files=False, log=lambda message: None)
+    trainer = benchmark_trainer(config)  # its random images are unused: the batches are passed in
     return lambda: trainer.train_iteration(images, [reals] * config.train.d_steps)
 
 

@@ -16,22 +16,12 @@ the D step with the fakes regenerated, as the official code does) with
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import sys
 import time
-from pathlib import Path
 from typing import List, Optional
 
 PHASES = ("redo.generator_forward", "redo.generator_backward", "redo.regenerate_fakes",
           "redo.discriminator_forward", "redo.discriminator_backward")
-
-
-def _train_step_module():
-    """``benchmarks/train_step.py`` (its trainer builder), loaded from beside this file."""
-    spec = importlib.util.spec_from_file_location("train_step", Path(__file__).with_name("train_step.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -51,14 +41,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     from torch.profiler import ProfilerActivity, profile
 
     from redo_lib import get_preset
+    from redo_lib.training.benchmark import benchmark_config, benchmark_trainer
 
     if args.batch_size is None:
         args.batch_size = get_preset(args.preset).train.batch_size
-    bench = _train_step_module()
-    bench_args = argparse.Namespace(preset=args.preset, batch_size=args.batch_size, device=args.device,
-                                    image_size=args.image_size, no_amp=False, no_channels_last=False,
-                                    compile=False)
-    trainer = bench._trainer(bench_args, args.path)
+    config = benchmark_config(args.preset, args.batch_size, args.device, image_size=args.image_size, path=args.path)
+    trainer = benchmark_trainer(config, official_semantics=args.path == "plain")
     for _ in range(args.warmup):
         trainer.train_iteration()
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if trainer.device.type == "cuda" else [])

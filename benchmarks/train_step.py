@@ -32,59 +32,19 @@ import platform
 import resource
 import subprocess
 import sys
-import tempfile
 import time
 
 PATHS = ("fast", "plain")
 
 
-class RandomImages:
-    """A data set of fixed random images in [-1, 1] (vectorised ``batch`` like the synthetic data)."""
-
-    has_masks = False
-
-    def __init__(self, n: int, image_size: int, seed: int = 0) -> None:
-        import torch
-
-        g = torch.Generator().manual_seed(seed)
-        self.images = torch.rand(n, 3, image_size, image_size, generator=g) * 2 - 1
-
-    def __len__(self) -> int:
-        return self.images.shape[0]
-
-    def __getitem__(self, index):
-        return {"image": self.images[index], "index": index}
-
-    def batch(self, indices):
-        import torch
-
-        idx = torch.as_tensor(list(indices), dtype=torch.long)
-        return {"image": self.images[idx], "index": idx}
-
-
 def _trainer(args: argparse.Namespace, path: str):
-    import torch
+    from redo_lib.training.benchmark import benchmark_config, benchmark_trainer
 
-    from redo_lib import get_preset
-    from redo_lib.training import Trainer
-
-    config = get_preset(args.preset)
-    config.train.batch_size = args.batch_size
-    config.train.device = args.device
-    if args.image_size:
-        config.model.image_size = args.image_size
-    fast = path == "fast"
-    on_cuda = args.device.startswith("cuda") or (args.device == "auto" and torch.cuda.is_available())
-    config.train.amp = fast and on_cuda and not args.no_amp
-    config.train.channels_last = fast and on_cuda and not args.no_channels_last
-    config.train.compile = fast and args.compile
-    config.validate()
-    data = RandomImages(args.batch_size * (1 + config.train.d_steps) * 2, config.model.image_size)
-    out = os.path.join(tempfile.gettempdir(), "redo-bench-unused")  # nothing is written (write_files=False)
-    trainer = Trainer(config, out, data, None, progress=False, write_files=False,
-                      freeze_d_in_g_step=fast, log=lambda message: None)
+    config = benchmark_config(args.preset, args.batch_size, args.device, image_size=args.image_size, path=path,
+                              amp=not args.no_amp, channels_last=not args.no_channels_last, compile=args.compile)
+    trainer = benchmark_trainer(config, official_semantics=path == "plain")
     # The Trainer turns TF32 on for CUDA; the plain path is float32 for real.
-    trainer.bench_tf32 = fast and trainer.device.type == "cuda"
+    trainer.bench_tf32 = path == "fast" and trainer.device.type == "cuda"
     _set_tf32(trainer)
     return trainer
 

@@ -4,8 +4,6 @@ The compilation tests count dynamo's graphs on the CPU with the ``eager`` backen
 capture only, no code generation: seconds, not minutes). Recompiles come from dynamo's
 guards, which the backend does not set: ``aot_eager`` gives the same counts.
 """
-import importlib.util
-from pathlib import Path
 from typing import Dict
 
 import pytest
@@ -15,20 +13,13 @@ from torch._dynamo.utils import counters
 
 from redo_lib import ReDOConfig, get_preset
 from redo_lib.training import Trainer
+from redo_lib.training.benchmark import benchmark_trainer
 from redo_lib.training.checkpoint import NETWORKS
 from redo_lib.training.distributed import DistInfo, disable_ddp_graph_splitting
 from redo_lib.training.trainer import check_train_config
 
-ROOT = Path(__file__).resolve().parents[1]
 BATCH_SIZE = 2
 STEADY_ITERATIONS = range(3, 7)  # iterations 3..6: after the first two, nothing may compile
-
-
-def _random_images_class():
-    spec = importlib.util.spec_from_file_location("train_step_bench", ROOT / "benchmarks" / "train_step.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.RandomImages
 
 
 def compiled_config() -> ReDOConfig:
@@ -43,11 +34,9 @@ def compiled_config() -> ReDOConfig:
     return config.validate()
 
 
-def compiled_trainer(out) -> Trainer:
-    """A trainer on random images, as ``benchmarks/train_step.py`` builds it (no files written)."""
-    config = compiled_config()
-    data = _random_images_class()(BATCH_SIZE * (1 + config.train.d_steps) * 2, config.model.image_size)
-    return Trainer(config, out, data, None, progress=False, write_files=False, log=lambda message: None)
+def compiled_trainer() -> Trainer:
+    """A trainer on random images, as the benchmarks build it (no files written)."""
+    return benchmark_trainer(compiled_config())
 
 
 def compilations() -> Dict[str, int]:
@@ -89,8 +78,8 @@ def test_ddp_graph_splitting_is_disabled_only_when_distributed():
 
 
 # ----------------------------------------------------------------------------- compilation counts
-def test_training_iterations_stop_compiling_after_the_first_two(tmp_path, fresh_dynamo):
-    trainer = compiled_trainer(tmp_path)
+def test_training_iterations_stop_compiling_after_the_first_two(fresh_dynamo):
+    trainer = compiled_trainer()
     per_iteration = []
     for _ in range(max(STEADY_ITERATIONS)):
         trainer.train_iteration()
@@ -106,12 +95,12 @@ def test_training_iterations_stop_compiling_after_the_first_two(tmp_path, fresh_
     assert last["frames"] == last["frames_ok"], f"some frames were left uncompiled: {last}"
 
 
-def test_auto_restart_drops_the_old_graphs(tmp_path, fresh_dynamo):
+def test_auto_restart_drops_the_old_graphs(fresh_dynamo):
     # The new networks of a restart never match the old graphs' guards; kept, those graphs
     # would count towards recompile_limit (8 by default, reached at the 4th restart).
     # A limit of 3 makes the first restart show it.
     with torch._dynamo.config.patch(recompile_limit=3):
-        trainer = compiled_trainer(tmp_path)
+        trainer = compiled_trainer()
         trainer.train_iteration()
         first = compilations()
         trainer._auto_restart({"min_region_size": 0.0})
