@@ -113,7 +113,7 @@ else:
         "Rows appended by `bash benchmarks/gpu_check.sh` (one per run). Flowers: "
         "`train_step.py --preset flowers --batch-size 25`; float32 is the plain path (official "
         "semantics, TF32 off), AMP and AMP + compile the fast path (with channels-last); peak "
-        "memory is `torch.cuda.max_memory_allocated`. Synthetic: `redo train --preset synthetic "
+        "memory is `torch.cuda.max_memory_allocated`. Synthetic: `redo train --preset synthetic-flat "
         "--steps 1000` on the GPU, then `redo evaluate --split test` of its best.pt.", "",
         "| " + " | ".join(COLUMNS) + " |",
         "|" + "---|" * len(COLUMNS),
@@ -214,7 +214,7 @@ BENCH=("$PYTHON" benchmarks/train_step.py --preset flowers --batch-size 25 --dev
 run_step flowers_float32 100 "${BENCH[@]}" --paths plain --steps 10 --warmup 2
 run_step flowers_amp 60 "${BENCH[@]}" --paths fast --steps 20 --warmup 3
 run_step flowers_amp_compile 180 "${BENCH[@]}" --paths fast --compile --steps 20 --warmup 5
-run_step synthetic_train 180 "$PYTHON" -m redo_lib train --preset synthetic --steps 1000 \
+run_step synthetic_train 180 "$PYTHON" -m redo_lib train --preset synthetic-flat --steps 1000 \
     --out "$OUT/synthetic" --device cuda --quiet
 if [ -f "$OUT/synthetic/best.pt" ]; then
     run_step synthetic_eval 45 "$PYTHON" -m redo_lib evaluate --checkpoint "$OUT/synthetic/best.pt" \

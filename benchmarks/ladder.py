@@ -36,7 +36,7 @@ def _setting(nz: int, lr_mask: float, lr_disc: float = 4e-4, nf_disc: int = 16, 
             "--set", f"train.d_steps={d_steps}"]
 
 
-#: named settings: ``redo train --preset synthetic`` options. Each was compared with the
+#: named settings: ``redo train --preset synthetic-flat`` options. Each was compared with the
 #: one it differs from by one change (the book's chapter "What makes ReDO learn").
 SETTINGS: Dict[str, List[str]] = {
     "nz8": _setting(8, 1e-4),  # the synthetic preset before the ladder
@@ -78,7 +78,7 @@ def train(args: argparse.Namespace) -> int:
     if args.setting not in SETTINGS:
         raise SystemExit(f"unknown setting {args.setting!r}; valid: {', '.join(SETTINGS)}")
     out = run_dir(Path(args.runs), args.dataset, args.setting, args.seed, args.image_size, args.k)
-    command = [*_redo(), "train", "--preset", "synthetic", "--dataset", args.dataset, "--seed", str(args.seed),
+    command = [*_redo(), "train", "--preset", "synthetic-flat", "--dataset", args.dataset, "--seed", str(args.seed),
                "--steps", "1000000", "--time-limit", str(args.minutes), "--out", str(out), "--quiet",
                *SETTINGS[args.setting]]
     if args.image_size:
@@ -234,7 +234,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "list":
         for name, options in SETTINGS.items():
-            print(f"{name:14s} redo train --preset synthetic {' '.join(options)}")
+            print(f"{name:14s} redo train --preset synthetic-flat {' '.join(options)}")
         return 0
     return {"train": train, "baselines": baselines, "table": table, "publish": publish, "pin": pin}[args.command](args)
 

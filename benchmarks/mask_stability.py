@@ -16,8 +16,8 @@ truth, and no amount of training from scratch will reach it. It measures and pri
 table of the validation IoU and the smaller region's share, and with ``--json`` one JSON
 object); it is not a test.
 
-    OMP_WAIT_POLICY=PASSIVE python benchmarks/mask_stability.py --preset synthetic
-    python benchmarks/mask_stability.py --preset synthetic --set model.nf_gen=32 --warmup 2500
+    OMP_WAIT_POLICY=PASSIVE python benchmarks/mask_stability.py --preset synthetic-flat
+    python benchmarks/mask_stability.py --preset synthetic-flat --set model.nf_gen=32 --warmup 2500
 """
 from __future__ import annotations
 
@@ -59,7 +59,7 @@ def supervised_warm_start(mask_net, dataset, steps: int, lr: float, batch_size: 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--preset", default="synthetic")
+    p.add_argument("--preset", default="synthetic-flat")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.OPTION=VALUE",
                    help="override any configuration option (repeatable)")
     p.add_argument("--pretrain-steps", type=int, default=600)

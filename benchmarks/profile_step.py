@@ -11,7 +11,7 @@ the D step with the fakes regenerated, as the official code does) with
 2. the top operators by self CPU time.
 
     OMP_WAIT_POLICY=PASSIVE python benchmarks/profile_step.py --preset flowers --batch-size 2
-    python benchmarks/profile_step.py --preset synthetic --batch-size 16 --steps 20 --path plain
+    python benchmarks/profile_step.py --preset synthetic-flat --batch-size 16 --steps 20 --path plain
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ PHASES = ("redo.generator_forward", "redo.generator_backward", "redo.regenerate_
 
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--preset", default="synthetic")
+    parser.add_argument("--preset", default="synthetic-flat")
     parser.add_argument("--batch-size", type=int, default=None, help="default: the preset's")
     parser.add_argument("--image-size", type=int, default=None)
     parser.add_argument("--device", default="cpu")

@@ -20,7 +20,7 @@ process's peak resident set size (``getrusage``) on the CPU.
 
 Usage::
 
-    OMP_WAIT_POLICY=PASSIVE python benchmarks/train_step.py --preset synthetic --batch-size 16 --device cpu
+    OMP_WAIT_POLICY=PASSIVE python benchmarks/train_step.py --preset synthetic-flat --batch-size 16 --device cpu
     python benchmarks/train_step.py --preset flowers --batch-size 25 --device cuda --json
 """
 from __future__ import annotations
@@ -136,7 +136,7 @@ def measure_interleaved(args: argparse.Namespace, paths) -> dict:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--preset", default="synthetic")
+    parser.add_argument("--preset", default="synthetic-flat")
     parser.add_argument("--batch-size", type=int, default=None, help="default: the preset's")
     parser.add_argument("--image-size", type=int, default=None)
     parser.add_argument("--device", default="auto")

@@ -181,9 +181,14 @@ def _user_errors() -> tuple:
 # ----------------------------------------------------------------------------- train
 def _train_config(args: argparse.Namespace):
     """(config, out folder, stored config or None) for ``redo train``."""
-    from .config import PRESETS, get_preset
+    from .config import PRESETS, RENAMED_PRESETS, get_preset
     from .training.checkpoint import check_resumable, config_of, load_checkpoint
 
+    if args.preset in RENAMED_PRESETS:
+        new = RENAMED_PRESETS[args.preset]
+        print(f"notice: preset {args.preset!r} is now called {new!r} (same settings); "
+              f"use --preset {new}", file=sys.stderr)
+        args.preset = new
     out = Path(args.out) if args.out else Path("runs") / (args.preset or "run")
     last = out / "last.pt"
     stored = None
@@ -397,7 +402,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
-    from .config import PRESETS
+    from .config import PRESETS, RENAMED_PRESETS
 
     parser = _Parser(prog="redo", description="ReDO: unsupervised object segmentation by redrawing "
                      "(Chen et al., NeurIPS 2019).")
@@ -409,7 +414,7 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train a model (or --resume a run)",
                                 description="Train ReDO. A preset sets the networks, the training "
                                 "hyper-parameters and a default data set; options override it.")
-    train.add_argument("--preset", choices=list(PRESETS), metavar="NAME",
+    train.add_argument("--preset", choices=[*PRESETS, *RENAMED_PRESETS], metavar="NAME",
                        help=f"one of: {', '.join(PRESETS)} (required unless resuming)")
     train.add_argument("--dataset", metavar="NAME", help="data set (default: the preset's)")
     train.add_argument("--data-root", metavar="DIR", help="data set folder (default: data/NAME)")

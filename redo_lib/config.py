@@ -2,7 +2,10 @@
 
 The presets ``flowers``, ``lfw``, ``cub`` and ``cmnist`` reproduce the official settings
 (per-data-set table; the official README's commands for Flowers and LFW,
-the code's defaults for CUB and Colored-2-MNIST). ``synthetic`` is sized for a 2-core CPU.
+the code's defaults for CUB and Colored-2-MNIST). ``synthetic-flat`` is sized for a 2-core CPU
+and trains on the data set of the same name (a preset and a data set share a name only when
+the preset trains on that data set; the preset's old name ``synthetic`` still loads, with a
+notice, and means the same settings).
 
 Everything here is plain data (ints, floats, bools, strings) so that a configuration can
 be stored inside a checkpoint and loaded back with ``torch.load(weights_only=True)``.
@@ -198,7 +201,7 @@ def _cmnist() -> ReDOConfig:
     return ReDOConfig(model=ModelConfig(n_regions=3), train=TrainConfig(dataset="cmnist"))
 
 
-def _synthetic() -> ReDOConfig:
+def _synthetic_flat() -> ReDOConfig:
     """A compact ReDO for a 2-core CPU on flat-coloured images (32 x 32, K = 2).
 
     Its data set is ``synthetic-flat``, the easiest level of the ladder of difficulty
@@ -242,12 +245,32 @@ PRESETS = {
     "lfw": _lfw,
     "cub": _cub,
     "cmnist": _cmnist,
-    "synthetic": _synthetic,
+    "synthetic-flat": _synthetic_flat,
 }
+
+#: old preset names, still accepted by :func:`get_preset` (and ``--preset``) with a notice:
+#: ``synthetic`` was renamed because the data set ``synthetic`` is the *textured* level,
+#: while the preset trains on ``synthetic-flat``.
+RENAMED_PRESETS = {"synthetic": "synthetic-flat"}
+
+
+class PresetRenamedWarning(FutureWarning):
+    """A preset was asked for by its old name (see :data:`RENAMED_PRESETS`)."""
 
 
 def get_preset(name: str) -> ReDOConfig:
-    """A fresh copy of the named preset; unknown names list the valid ones."""
+    """A fresh copy of the named preset; unknown names list the valid ones.
+
+    An old name (:data:`RENAMED_PRESETS`) gives the renamed preset with a
+    :class:`PresetRenamedWarning` that names the new one."""
+    if name in RENAMED_PRESETS:
+        import warnings
+
+        new = RENAMED_PRESETS[name]
+        warnings.warn(f"preset {name!r} is now called {new!r} (same settings; it trains on the "
+                      f"data set {new!r}, while the data set {name!r} is the textured level): "
+                      f"use --preset {new}", PresetRenamedWarning, stacklevel=2)
+        name = new
     try:
         factory = PRESETS[name]
     except KeyError:

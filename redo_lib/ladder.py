@@ -136,7 +136,7 @@ def recipe(config: Mapping) -> Dict[str, object]:
     return flat
 
 
-def differences(dataset: str, setting: str, preset: str = "synthetic", seed: int = 0,
+def differences(dataset: str, setting: str, preset: str = "synthetic-flat", seed: int = 0,
                 root: Optional[PathLike] = None) -> Dict[str, Tuple[object, object]]:
     """``{"section.option": (preset's value, the run's value)}`` where a stored run's recipe
     (:func:`run_config`) departs from the preset's (empty: the run is the preset)."""
@@ -155,7 +155,7 @@ def changes(dataset: str, setting: str, reference: str, seed: int = 0,
     return {key: (theirs[key], ours[key]) for key in theirs if ours[key] != theirs[key]}
 
 
-def preset_setting(preset: str = "synthetic", dataset: str = "synthetic-flat", root: Optional[PathLike] = None) -> str:
+def preset_setting(preset: str = "synthetic-flat", dataset: str = "synthetic-flat", root: Optional[PathLike] = None) -> str:
     """The stored setting whose command gives the preset's recipe (:func:`recipe`)."""
     folder = _root(root) / dataset
     for setting in settings(dataset, root):
@@ -164,7 +164,7 @@ def preset_setting(preset: str = "synthetic", dataset: str = "synthetic-flat", r
     raise LookupError(f"no stored run in {folder} has the settings of the {preset!r} preset")
 
 
-def nearest_setting(dataset: str, preset: str = "synthetic", root: Optional[PathLike] = None) -> Optional[str]:
+def nearest_setting(dataset: str, preset: str = "synthetic-flat", root: Optional[PathLike] = None) -> Optional[str]:
     """The stored setting of ``dataset`` closest to the preset: fewest :func:`differences`
     among the settings with a scored run (ties by name); None when none is scored."""
     scored = [s for s in settings(dataset, root)
@@ -174,7 +174,7 @@ def nearest_setting(dataset: str, preset: str = "synthetic", root: Optional[Path
     return min(scored, key=lambda s: (len(differences(dataset, s, preset, seeds(dataset, s, root)[0], root)), s))
 
 
-def summary(setting: Optional[str] = None, root: Optional[PathLike] = None, preset: str = "synthetic") -> List[Dict]:
+def summary(setting: Optional[str] = None, root: Optional[PathLike] = None, preset: str = "synthetic-flat") -> List[Dict]:
     """One row per level: a setting's test IoUs over the stored seeds and the baselines.
 
     ``setting`` None: on each level the stored setting nearest to ``preset``

@@ -184,7 +184,7 @@ def _version() -> str:
     return __version__
 
 
-def shipped_checkpoint(name: str = "synthetic", *, download: bool = True,
+def shipped_checkpoint(name: str = "synthetic-flat", *, download: bool = True,
                        progress: bool = False) -> Path:
     """Path of a checkpoint shipped with the book, ``data/checkpoints/<name>.pt``.
 

@@ -34,7 +34,7 @@ def one_error_line(err):
 def trained(tmp_path_factory):
     """A run of 4 steps of the tiny model on synthetic data (shared by the read-only tests)."""
     out = tmp_path_factory.mktemp("cli") / "run"
-    code = main(["train", "--preset", "synthetic", "--out", str(out), "--steps", "4", "--eval-every", "2",
+    code = main(["train", "--preset", "synthetic-flat", "--out", str(out), "--steps", "4", "--eval-every", "2",
                  "--batch-size", "4", "--device", "cpu", "--quiet", *TINY, *SMALL_EVAL])
     assert code == 0
     return out
@@ -82,9 +82,9 @@ def test_redraw_writes_a_png(trained, tmp_path, capsys):
 def test_resume_continues_to_the_new_total(tmp_path, capsys):
     out = tmp_path / "run"
     base = ["train", "--out", out, "--eval-every", 2, "--device", "cpu", "--quiet"]
-    code, _, err = run(capsys, *base, "--preset", "synthetic", "--steps", 2, "--batch-size", 4, *TINY, *SMALL_EVAL)
+    code, _, err = run(capsys, *base, "--preset", "synthetic-flat", "--steps", 2, "--batch-size", 4, *TINY, *SMALL_EVAL)
     assert code == 0, err
-    code, _, err = run(capsys, *base, "--preset", "synthetic", "--steps", 4)
+    code, _, err = run(capsys, *base, "--preset", "synthetic-flat", "--steps", 4)
     assert code == 2 and "--resume" in one_error_line(err)
     code, stdout, err = run(capsys, *base, "--resume", "--steps", 4)  # the stored configuration
     assert code == 0, err
@@ -100,14 +100,14 @@ def test_resume_continues_to_the_new_total(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("argv, expected", [
-    (["train", "--preset", "nope"], "choose from 'flowers', 'lfw', 'cub', 'cmnist', 'synthetic'"),
+    (["train", "--preset", "nope"], "choose from 'flowers', 'lfw', 'cub', 'cmnist', 'synthetic-flat'"),
     (["train"], "valid presets: flowers, lfw, cub, cmnist, synthetic"),
-    (["train", "--preset", "synthetic", "--set", "train.nope=1"], "valid options: dataset, batch_size"),
-    (["train", "--preset", "synthetic", "--set", "model.nz=x"], "expected a value of type int"),
-    (["train", "--preset", "synthetic", "--image-size", "48"], "choose one of (32, 64, 128)"),
-    (["train", "--preset", "synthetic", "--steps", "x"], "invalid int value"),
-    (["train", "--preset", "synthetic", "--device", "tpu"], "unknown device 'tpu'"),
-    (["train", "--preset", "synthetic", "--dataset", "nope", "--steps", "1"], "valid data sets"),
+    (["train", "--preset", "synthetic-flat", "--set", "train.nope=1"], "valid options: dataset, batch_size"),
+    (["train", "--preset", "synthetic-flat", "--set", "model.nz=x"], "expected a value of type int"),
+    (["train", "--preset", "synthetic-flat", "--image-size", "48"], "choose one of (32, 64, 128)"),
+    (["train", "--preset", "synthetic-flat", "--steps", "x"], "invalid int value"),
+    (["train", "--preset", "synthetic-flat", "--device", "tpu"], "unknown device 'tpu'"),
+    (["train", "--preset", "synthetic-flat", "--dataset", "nope", "--steps", "1"], "valid data sets"),
     (["evaluate", "--checkpoint", "missing.pt"], "checkpoint not found"),
     (["frobnicate"], "invalid choice"),
 ])
@@ -123,7 +123,7 @@ def test_user_errors_are_one_line_and_exit_2(argv, expected, capsys, tmp_path, m
 
 
 def test_print_config(capsys):
-    code, out, _ = run(capsys, "train", "--preset", "synthetic", "--batch-size", 25, "--print-config",
+    code, out, _ = run(capsys, "train", "--preset", "synthetic-flat", "--batch-size", 25, "--print-config",
                        "--set", "loss.regions=one", "--amp")
     assert code == 0
     config = json.loads(out)
@@ -170,3 +170,13 @@ def test_export_keeps_the_networks_and_drops_the_training_state(trained, tmp_pat
     assert code == 0, err
     code, _, err = run(capsys, "export", tmp_path / "missing.pt", out)
     assert code != 0 and "checkpoint not found" in err
+
+
+def test_old_preset_name_still_trains_with_a_notice(capsys):
+    """``--preset synthetic`` (renamed ``synthetic-flat``) prints the same configuration and
+    a notice naming the new preset."""
+    code, new, _ = run(capsys, "train", "--preset", "synthetic-flat", "--print-config")
+    assert code == 0
+    code, old, err = run(capsys, "train", "--preset", "synthetic", "--print-config")
+    assert code == 0 and old == new
+    assert "now called 'synthetic-flat'" in err

@@ -24,7 +24,7 @@ STEADY_ITERATIONS = range(3, 7)  # iterations 3..6: after the first two, nothing
 
 def compiled_config() -> ReDOConfig:
     """The synthetic preset with tiny widths, compiled with the cheap ``eager`` backend."""
-    config = get_preset("synthetic")
+    config = get_preset("synthetic-flat")
     config.model.image_size = 32
     config.model.nf_mask, config.model.nf_gen, config.model.nf_disc, config.model.nf_info = 8, 4, 4, 4
     config.train.batch_size = BATCH_SIZE

@@ -110,7 +110,7 @@ def test_plain_benchmark_path_is_float32_for_real():
         assert not torch.backends.cuda.matmul.allow_tf32 and not torch.backends.cudnn.allow_tf32
         train_step._set_tf32(SimpleNamespace(bench_tf32=True))
         assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32
-        args = SimpleNamespace(preset="synthetic", batch_size=2, device="cpu", image_size=None, no_amp=False,
+        args = SimpleNamespace(preset="synthetic-flat", batch_size=2, device="cpu", image_size=None, no_amp=False,
                                no_channels_last=False, compile=False)
         for path in ("plain", "fast"):
             trainer = train_step._trainer(args, path)

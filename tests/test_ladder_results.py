@@ -20,7 +20,7 @@ def _run(root, dataset, setting, seed, command, iou=None, curve=((60.0, 0.3), (1
 
 
 def test_reads_runs_scores_baselines_and_finds_the_preset(tmp_path):
-    base = "redo train --preset synthetic --dataset synthetic-flat --out runs/x --quiet"
+    base = "redo train --preset synthetic-flat --dataset synthetic-flat --out runs/x --quiet"
     _run(tmp_path, "synthetic-flat", "long-code", 0, base + " --set model.nz=8", iou=0.4)
     for seed, iou in ((0, 0.8), (1, 0.9)):
         _run(tmp_path, "synthetic-flat", "preset-like", seed, base, iou=iou)
@@ -62,12 +62,12 @@ def test_clear_errors(tmp_path):
     with pytest.raises(ValueError, match="not a 'redo train' command"):
         ladder.config_of_command("synthetic-flat", "odd", 0, tmp_path)
     other = tmp_path / "other"
-    _run(other, "synthetic-flat", "long-code", 0, "redo train --preset synthetic --out x --set model.nz=8")
-    with pytest.raises(LookupError, match="'synthetic' preset"):
+    _run(other, "synthetic-flat", "long-code", 0, "redo train --preset synthetic-flat --out x --set model.nz=8")
+    with pytest.raises(LookupError, match="'synthetic-flat' preset"):
         ladder.preset_setting(root=other)
-    more = get_preset("synthetic").train.d_steps + 1
-    _run(other, "synthetic-flat", "more-d-steps", 0, f"redo train --preset synthetic --out x --set train.d_steps={more}")
-    with pytest.raises(LookupError, match="'synthetic' preset"):  # a training option of the recipe differs
+    more = get_preset("synthetic-flat").train.d_steps + 1
+    _run(other, "synthetic-flat", "more-d-steps", 0, f"redo train --preset synthetic-flat --out x --set train.d_steps={more}")
+    with pytest.raises(LookupError, match="'synthetic-flat' preset"):  # a training option of the recipe differs
         ladder.preset_setting(root=other)
 
 

@@ -53,7 +53,7 @@ def test_every_setting_is_valid_for_redo_train():
 
     ladder = _ladder()
     for options in ladder.SETTINGS.values():
-        assert main(["train", "--preset", "synthetic", "--print-config", *options]) == 0
+        assert main(["train", "--preset", "synthetic-flat", "--print-config", *options]) == 0
 
 
 def test_publish_copies_the_small_files_only(tmp_path):

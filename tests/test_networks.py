@@ -166,3 +166,17 @@ def test_fresh_model_is_spectrally_normalised_in_eval_mode():
                 w = m.weight.detach().flatten(1)
                 sigma = torch.linalg.matrix_norm(w, ord=2).item()
                 assert sigma < 1.05, (name, sigma)
+
+
+def test_renamed_preset_warns_and_gives_the_same_settings():
+    import warnings
+
+    from redo_lib.config import PresetRenamedWarning, get_preset
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        old = get_preset("synthetic")
+    assert any(issubclass(w.category, PresetRenamedWarning) and "synthetic-flat" in str(w.message)
+               for w in caught)
+    assert old.to_dict() == get_preset("synthetic-flat").to_dict()
+    assert old.train.dataset == "synthetic-flat"
