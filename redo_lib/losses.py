@@ -9,9 +9,13 @@ Generator side, minimised jointly by F, every G_k and delta:
 .. math:: \mathcal{L}_G = -\mathbb{E}[D(I_{gen})]
           + \lambda_z\, \mathbb{E}\big[\|\delta(I_{gen}) - z\|_2^2\big]
 
-with the squared norm taken as the *mean* of element-wise squares (corrections 2 and 3
-of the reproducibility study), so the paper's lambda relates to the code's weight by
-:math:`\lambda_z = \lambda / (K \cdot n_z)`.
+with the squared norm taken as the *mean* of element-wise squares over the K n_z entries
+of z (corrections 2 and 3 of the reproducibility study, Chmielewski-Anders et al. 2019).
+:math:`\lambda_z` is the code's weight (``LossConfig.lambda_z``, the official ``wrecZ``).
+Written with a *sum* of squares instead, the same loss needs the smaller weight
+:math:`\lambda_\Sigma = \lambda_z / (K n_z)` (the report's own names: its lambda_z is
+this lambda_Sigma, its delta this lambda_z); book/06_objectives.ipynb checks it
+numerically.
 """
 from __future__ import annotations
 
