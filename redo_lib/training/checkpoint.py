@@ -7,17 +7,33 @@ optimisers, the step, the best validation IoU, the restart count and every rando
 (torch CPU and CUDA, numpy, Python's ``random``, the trainer's own generator and the data
 order). Files are written atomically: to a temporary file in the same folder, flushed and
 fsync'ed, then renamed over the target with :func:`os.replace`, so a kill during a save
-leaves the previous checkpoint intact.
+leaves the previous checkpoint intact. A save needs at most one file's worth of free space
+beyond the file it replaces (one temporary file at a time); temporaries a killed save left
+behind (``.NAME.partial-XXXXXXXX.tmp``) are removed by :func:`remove_stale_temporaries`.
+
+Two kinds of file (the paper's networks: Chen et al., NeurIPS 2019, Sec. 3):
+
+* ``last.pt``, the resume state (:meth:`~redo_lib.training.trainer.Trainer.state_dict`):
+  networks, both Adam moments of every parameter, random states, data order. A Flowers
+  ``last.pt`` is about 1.1 GB (:func:`checkpoint_sizes` measures any preset).
+* ``best.pt`` and ``redo export`` files, the networks only (:func:`exported_state`): about
+  a third of that; :func:`load_model`, ``redo evaluate`` and the explorer read both kinds.
+
+A write that fails (``ENOSPC``, ``EDQUOT``, ``EIO``, any :class:`OSError`) raises
+:class:`CheckpointSaveError`: one message naming the file, the space it needed, the free
+space there and what to do; the previous file stays intact.
 """
 from __future__ import annotations
 
 import argparse
+import errno as errno_codes
 import os
 import random
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterable, Optional, Tuple, Union
+from typing import Any, Dict, Iterable, List, Optional, Tuple, Union
 
 import numpy as np
 import torch
@@ -29,8 +45,17 @@ __all__ = [
     "FORMAT",
     "NETWORKS",
     "CheckpointError",
+    "CheckpointSaveError",
+    "LoadedCheckpoint",
+    "read_resume_checkpoint",
     "atomic_save",
     "atomic_copy",
+    "state_nbytes",
+    "format_bytes",
+    "remove_stale_temporaries",
+    "find_resume_checkpoint",
+    "exported_state",
+    "checkpoint_sizes",
     "capture_rng_state",
     "restore_rng_state",
     "load_checkpoint",
@@ -53,13 +78,77 @@ RESUMABLE_OPTIONS = frozenset(
     f"train.{name}" for name in (
         "steps", "eval_every", "max_eval_images", "num_workers", "data_root", "eval_batch_size",
         "log_every", "device", "amp", "channels_last", "compile", "compile_backend", "train_eval_images",
-        "auto_restart", "auto_restart_until", "time_limit_minutes",
+        "auto_restart", "auto_restart_until", "time_limit_minutes", "backup_dir", "backup_every", "tf32",
+        "cache_images",
     )
 )
 
 
 class CheckpointError(ValueError):
     """A checkpoint is missing, unreadable, of another format or of another configuration."""
+
+
+class CheckpointSaveError(OSError):
+    """Writing a checkpoint (or a copy of one) failed: full disk or Drive, quota, I/O error.
+
+    ``str(error)`` is one line naming the file, the space it needed, the free space there
+    and what to do; ``errno`` is the original error's (``errno.ENOSPC``, ...), ``path`` the
+    target, ``needed`` and ``free`` are bytes (``free`` is None when it cannot be read).
+    The previous file at ``path`` is left as it was.
+    """
+
+    def __init__(self, path: Path, needed: Optional[int], free: Optional[int], cause: BaseException) -> None:
+        code = getattr(cause, "errno", None)
+        super().__init__(code, str(cause))
+        self.path, self.needed, self.free, self.cause = Path(path), needed, free, cause
+        reason = getattr(cause, "strerror", None) or str(cause) or type(cause).__name__
+        name = errno_codes.errorcode.get(code, "") if code is not None else ""
+        need = "" if needed is None else f"; it needs about {format_bytes(needed)}"
+        room = "" if free is None else f" and {self.path.parent} has {format_bytes(free)} free"
+        kept = (f"the previous {self.path.name} is intact" if self.path.exists()
+                else f"no earlier {self.path.name} was there")
+        self.message = (
+            f"could not write {self.path}: {reason}{f' ({name})' if name else ''}{need}{room}; "
+            f"{kept}. Free space there (on Google Drive also empty the bin: replaced files stay "
+            f"in it and count against the quota until it is emptied), then rerun with --resume"
+        )
+
+    def __str__(self) -> str:
+        return self.message
+
+    def __reduce__(self):  # picklable (DDP error reporting, multiprocessing)
+        return (_rebuild_save_error, (str(self.path), self.needed, self.free, self.errno, self.strerror))
+
+
+def _rebuild_save_error(path, needed, free, code, strerror) -> "CheckpointSaveError":
+    return CheckpointSaveError(Path(path), needed, free, OSError(code, strerror))
+
+
+def format_bytes(n: float) -> str:
+    """``1.1 GB``, ``372.0 MB``, ``12 kB`` (powers of 1000, as disks and Google Drive count)."""
+    n = float(n)
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if abs(n) >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{int(n)} bytes"
+
+
+def state_nbytes(obj: Any) -> int:
+    """Bytes of the tensors in a (nested) checkpoint dict: about the size of its file."""
+    if isinstance(obj, torch.Tensor):
+        return obj.numel() * obj.element_size()
+    if isinstance(obj, dict):
+        return sum(state_nbytes(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(state_nbytes(v) for v in obj)
+    return 0
+
+
+def _free_bytes(folder: Path) -> Optional[int]:
+    try:
+        return shutil.disk_usage(folder).free
+    except OSError:
+        return None
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -75,34 +164,96 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def _atomic_write(path: PathLike, write) -> None:
+#: temporary files of :func:`_atomic_write`: ``.NAME.partial-XXXXXXXX.tmp`` next to ``NAME``
+TMP_MARK = ".partial-"
+TMP_SUFFIX = ".tmp"
+
+
+class _RecordingWriter:
+    """A file handle that remembers the OSError of a failed write.
+
+    ``torch.save`` turns a failed write of its zip container into a ``RuntimeError``
+    ("unexpected pos ..."); the recorded OSError says what really happened (ENOSPC).
+    """
+
+    def __init__(self, handle) -> None:
+        self.handle, self.error = handle, None
+
+    def write(self, data) -> int:
+        try:
+            return self.handle.write(data)
+        except OSError as error:
+            self.error = error
+            raise
+
+    def flush(self) -> None:
+        self.handle.flush()
+
+
+def _atomic_write(path: PathLike, write, needed: Optional[int] = None) -> None:
+    """Write ``path`` through ``write(handle)``: temporary file, fsync, :func:`os.replace`.
+
+    One temporary file at a time, removed on any failure; an OSError (also one that
+    ``torch.save`` reports as a RuntimeError) becomes :class:`CheckpointSaveError`.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp: Optional[str] = None
+    writer: Optional[_RecordingWriter] = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}{TMP_MARK}", suffix=TMP_SUFFIX, dir=path.parent)
         with os.fdopen(fd, "wb") as handle:
-            write(handle)
+            writer = _RecordingWriter(handle)
+            write(writer)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+        tmp = None
+    except BaseException as error:
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+        cause = writer.error if writer is not None and writer.error is not None else error
+        if isinstance(cause, OSError) and not isinstance(cause, CheckpointSaveError):
+            raise CheckpointSaveError(path, needed, _free_bytes(path.parent), cause) from error
         raise
     _fsync_dir(path.parent)
 
 
 def atomic_save(obj: Any, path: PathLike) -> None:
-    """``torch.save(obj, path)`` that never leaves a partial file at ``path``."""
-    _atomic_write(path, lambda handle: torch.save(obj, handle))
+    """``torch.save(obj, path)`` that never leaves a partial file at ``path``.
+
+    Raises :class:`CheckpointSaveError` when the write fails (the old file is kept).
+    """
+    _atomic_write(path, lambda handle: torch.save(obj, handle), needed=state_nbytes(obj))
 
 
 def atomic_copy(src: PathLike, dst: PathLike) -> None:
     """Copy a file so that ``dst`` is always either the old or the complete new file."""
     with open(src, "rb") as source:
-        _atomic_write(dst, lambda handle: shutil.copyfileobj(source, handle, 1 << 20))
+        _atomic_write(dst, lambda handle: shutil.copyfileobj(source, handle, 1 << 20),
+                      needed=os.fstat(source.fileno()).st_size)
+
+
+def remove_stale_temporaries(folder: PathLike) -> List[Path]:
+    """Delete the temporary files a killed save left in ``folder``; returns them.
+
+    Only this module's pattern (``.NAME.partial-XXXXXXXX.tmp``) is touched; call it when no
+    other process is saving into ``folder`` (the trainer does, at start-up).
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    removed = []
+    for path in sorted(folder.glob(f".*{TMP_MARK}*{TMP_SUFFIX}")):
+        try:
+            path.unlink()
+            removed.append(path)
+        except FileNotFoundError:
+            pass
+    return removed
 
 
 # ----------------------------------------------------------------------------- RNG states
@@ -206,6 +357,14 @@ EXPORTED_KEYS = ("format", "version", "config", "model", "step", "iterations", "
                  "best_step", "elapsed_seconds", "images_seen", "torch_version")
 
 
+def exported_state(state: Dict[str, Any]) -> Dict[str, Any]:
+    """The networks-only part of a training state (the ``best.pt`` / ``redo export`` format).
+
+    Shares the network tensors with ``state`` (no copy); :func:`load_model` reads the result.
+    """
+    return {key: state[key] for key in EXPORTED_KEYS if key in state}
+
+
 def export_model(src: PathLike, dst: PathLike) -> Dict[str, Any]:
     """Write the networks of checkpoint ``src`` to ``dst`` without optimiser and random states.
 
@@ -213,10 +372,79 @@ def export_model(src: PathLike, dst: PathLike) -> Dict[str, Any]:
     at about a third of its size, but cannot be resumed. Written atomically.
     """
     state = load_checkpoint(src)
-    slim = {key: state[key] for key in EXPORTED_KEYS if key in state}
+    slim = exported_state(state)
     slim["exported_from"] = Path(src).name
     atomic_save(slim, dst)
     return slim
+
+
+@dataclass
+class LoadedCheckpoint:
+    """A resume checkpoint read once (``redo train --resume`` hands it to the trainer)."""
+
+    path: Path
+    state: Dict[str, Any]
+    from_backup: bool = False
+
+
+def find_resume_checkpoint(out: PathLike, backup_dir: PathLike = "") -> Optional[Tuple[Path, bool]]:
+    """``(path, from_backup)`` of the ``last.pt`` to resume the run in ``out`` from, or None.
+
+    ``out/last.pt`` when it exists (the run folder is written at every evaluation, so it is
+    the newest), else ``backup_dir/last.pt`` (a new Colab session: the local disk is empty,
+    the copy on Google Drive is not).
+    """
+    last = Path(out) / "last.pt"
+    if last.is_file():
+        return last, False
+    if backup_dir:
+        backup = Path(backup_dir) / "last.pt"
+        if backup.is_file():
+            return backup, True
+    return None
+
+
+def read_resume_checkpoint(out: PathLike, backup_dir: PathLike = "") -> Optional[LoadedCheckpoint]:
+    """:func:`find_resume_checkpoint`, read with :func:`load_checkpoint` (once)."""
+    found = find_resume_checkpoint(out, backup_dir)
+    if found is None:
+        return None
+    path, from_backup = found
+    return LoadedCheckpoint(path, load_checkpoint(path), from_backup)
+
+
+def checkpoint_sizes(config: ReDOConfig, folder: Optional[PathLike] = None) -> Dict[str, int]:
+    """``{"last": bytes, "best": bytes}``: the real file sizes of a run of ``config``.
+
+    Builds the trainer's networks and Adam optimisers on the CPU (both moments of every
+    parameter filled, as after the first iteration), writes ``last.pt`` and ``best.pt``
+    exactly as training does into a temporary folder (or ``folder``) and measures them.
+    Needs about three times the size of ``last.pt`` in memory and its size on disk.
+    """
+    from .benchmark import RandomImages  # lazy: benchmark imports the trainer, which imports us
+    from .trainer import Trainer
+
+    config = ReDOConfig.from_dict(config.to_dict())
+    config.train.device, config.train.compile, config.train.amp = "cpu", False, False
+    config.train.backup_dir = ""
+    n = config.train.batch_size * (1 + config.train.d_steps)
+    trainer = Trainer(config, tempfile.gettempdir(), RandomImages(n, config.model.image_size), None,
+                      progress=False, write_files=False, log=lambda message: None)
+    for optimizer in trainer.optimizers.values():  # Adam's moments exist after its first step
+        for group in optimizer.param_groups:
+            for p in group["params"]:
+                p.grad = torch.zeros_like(p)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    with tempfile.TemporaryDirectory(dir=folder) as tmp:
+        state = trainer.state_dict()
+        sizes = {}
+        for name, obj in (("last", state), ("best", exported_state(state))):
+            path = Path(tmp) / f"{name}.pt"
+            atomic_save(obj, path)
+            sizes[name] = path.stat().st_size
+            path.unlink()
+    return sizes
 
 
 def check_resumable(stored: ReDOConfig, requested: ReDOConfig, path: PathLike = "checkpoint",

@@ -6,7 +6,6 @@ per-image polarity and the stricter data-set polarity come from
 """
 from __future__ import annotations
 
-import contextlib
 from typing import Callable, Dict, Optional, Sequence
 
 import torch
@@ -32,13 +31,19 @@ def evaluate_masks(predict: Callable[[torch.Tensor], torch.Tensor], dataset: Dat
                    batch_size: int = 50, max_images: int = 0, indices: Optional[Sequence[int]] = None,
                    device: torch.device | str = "cpu", num_workers: int = 0,
                    autocast_dtype: Optional[torch.dtype] = None) -> Dict[str, float]:
-    """Score ``predict(images (B,3,H,W) in [-1,1]) -> soft masks (B,K,H,W)`` on ``dataset``."""
+    """Score ``predict(images (B,3,H,W) in [-1,1]) -> soft masks (B,K,H,W)`` on ``dataset``.
+
+    In float32 unless ``autocast_dtype`` is given: autocast is switched *off* even when the
+    caller runs under it (a training loop's mixed precision), because float16 / bfloat16
+    masks near the 0.5 threshold flip and the scores would disagree with a float32
+    evaluation (the accuracy and IoU of Chen et al., NeurIPS 2019).
+    """
     if not has_masks(dataset):
         raise ValueError("this split has no ground-truth masks to evaluate against")
     device = torch.device(device)
     meter = SegmentationMeter(n_regions)
     amp = (torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype is not None
-           else contextlib.nullcontext())
+           else torch.autocast(device.type, enabled=False))
     with torch.no_grad():
         for batch in iterate_batches(dataset, batch_size, max_items=max_images, indices=indices,
                                      num_workers=num_workers, pin_memory=device.type == "cuda"):

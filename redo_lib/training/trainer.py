@@ -18,10 +18,25 @@ power iteration, exactly as many as in the official loop (G step: F, G, D once; 
 F, G once, D on reals and on fakes). Evaluation switches to eval mode.
 
 Every ``eval_every`` steps (and at the last step) the validation split and a fixed subset
-of the training split are scored (both protocols), ``last.pt`` is written, ``best.pt``
-is kept by validation IoU (official protocol), a line is appended to ``metrics.jsonl``
-and a sample grid ``samples_%06d.png`` is saved. Collapse detection restarts everything
-from scratch (official ``--autoRestart``).
+of the training split are scored in float32 (both protocols; never under autocast, so
+that ``best.pt``, the collapse decision and ``metrics.jsonl`` agree with ``redo
+evaluate``), ``best.pt`` (the networks only, the ``redo export`` format) is written when
+the validation IoU improves (official protocol), then ``last.pt`` (the full resume state),
+a line is appended to ``metrics.jsonl`` and a sample grid ``samples_%06d.png`` is saved.
+Collapse detection restarts everything from scratch (official ``--autoRestart``).
+
+Backups (``train.backup_dir``, e.g. a Google Drive folder while ``out_dir`` is the local
+disk of a Colab session): ``best.pt``, ``metrics.jsonl`` and the newest sample grid go there
+at every evaluation, a copy of ``last.pt`` every ``train.backup_every`` evaluations and
+when the run stops (end, time limit, a failed save, divergence, interruption); a resume
+finds ``backup_dir/last.pt`` when ``out_dir`` has none. A failed write stops the run with
+:class:`~redo_lib.training.checkpoint.CheckpointSaveError` (one message: file, space
+needed, free space, what to do); the previous files stay intact.
+
+On CUDA the run sets ``cudnn.benchmark`` and TF32 (``train.tf32``) for its own duration
+only (restored when :meth:`Trainer.fit` returns; logged in the ``start`` event), uses
+fused Adam (same update, fewer kernel launches and no host sync) and, with a gradient
+scaler (float16), logs the scale and the skipped updates in ``metrics.jsonl``.
 """
 from __future__ import annotations
 
@@ -43,16 +58,22 @@ from .checkpoint import (
     FORMAT,
     NETWORKS,
     VERSION,
+    CheckpointSaveError,
+    LoadedCheckpoint,
+    _atomic_write,
     atomic_copy,
     atomic_save,
     capture_rng_state,
     check_resumable,
     config_of,
+    exported_state,
+    find_resume_checkpoint,
     load_checkpoint,
     model_state,
+    remove_stale_temporaries,
     restore_rng_state,
 )
-from .data import BatchFetcher, BatchStream, iterate_batches
+from .data import BatchStream, data_pipeline, iterate_batches
 from .distributed import (
     DistInfo,
     all_gather_object,
@@ -70,8 +91,12 @@ __all__ = [
     "Trainer",
     "TrainingDiverged",
     "RunExistsError",
+    "CheckpointSaveError",
     "resolve_device",
     "check_train_config",
+    "use_fused_adam",
+    "backend_flags",
+    "run_backend_flags",
     "LOSS_NAMES",
 ]
 
@@ -96,7 +121,7 @@ class RunExistsError(ValueError):
 def check_train_config(config: ReDOConfig) -> None:
     """Validate the options of the training loop (``ReDOConfig.validate`` checks the rest)."""
     t = config.train
-    positive = ("batch_size", "eval_every", "d_steps", "log_every", "eval_batch_size")
+    positive = ("batch_size", "eval_every", "d_steps", "log_every", "eval_batch_size", "backup_every")
     for name in positive:
         if getattr(t, name) < 1:
             raise ValueError(f"train.{name} must be at least 1, got {getattr(t, name)}")
@@ -123,8 +148,91 @@ def resolve_device(name: str, dist: Optional[DistInfo] = None) -> torch.device:
     return pick_device(name, dist.local_rank if dist.enabled else None)
 
 
+def _atomic_text(path: Path, text: str) -> None:
+    data = text.encode("utf-8")
+    _atomic_write(path, lambda handle: handle.write(data), needed=len(data))
+
+
+def _match_adam_implementation(optimizer: torch.optim.Optimizer, fused: bool) -> None:
+    """After ``load_state_dict``: this device's Adam kernel, whatever the writer's was.
+
+    ``load_state_dict`` takes the stored groups' ``fused`` / ``foreach`` flags, so a
+    checkpoint of a CPU run would turn fused Adam off on a GPU (and a GPU run's would ask
+    for it on the CPU). The update is the same; ``step`` lives on the parameter's device
+    for the fused kernel and on the CPU otherwise.
+    """
+    for group in optimizer.param_groups:
+        group["fused"] = True if fused else None
+        if fused:
+            group["foreach"] = None
+        for p in group["params"]:
+            state = optimizer.state.get(p)
+            if state and "step" in state and torch.is_tensor(state["step"]):
+                state["step"] = (state["step"].to(device=p.device, dtype=torch.float32) if fused
+                                 else state["step"].to(device="cpu", dtype=torch.float32))
+
+
 def _stderr(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
+
+
+def use_fused_adam(device: Any) -> bool:
+    """Whether the optimisers use ``torch.optim.Adam(fused=True)``: on CUDA only.
+
+    The fused kernel computes the same Adam update (same betas, same coupled weight decay)
+    in one launch per parameter group and, with a gradient scaler, without a host sync.
+    On the CPU the default implementation is kept (the tests' bit-exact references).
+    """
+    return torch.device(device).type == "cuda"
+
+
+def _new_precision_api() -> bool:
+    return hasattr(torch.backends.cuda.matmul, "fp32_precision")  # torch >= 2.9
+
+
+def backend_flags() -> Dict[str, Any]:
+    """The CUDA backend flags a run sets: ``cudnn.benchmark`` and the float32 precisions."""
+    if _new_precision_api():
+        return {"cudnn_benchmark": bool(torch.backends.cudnn.benchmark),
+                "matmul_fp32_precision": torch.backends.cuda.matmul.fp32_precision,
+                "conv_fp32_precision": torch.backends.cudnn.conv.fp32_precision}
+    return {"cudnn_benchmark": bool(torch.backends.cudnn.benchmark),
+            "matmul_allow_tf32": bool(torch.backends.cuda.matmul.allow_tf32),
+            "cudnn_allow_tf32": bool(torch.backends.cudnn.allow_tf32)}
+
+
+def _set_backend_flags(flags: Dict[str, Any]) -> None:
+    torch.backends.cudnn.benchmark = flags["cudnn_benchmark"]
+    if "matmul_fp32_precision" in flags:
+        torch.backends.cuda.matmul.fp32_precision = flags["matmul_fp32_precision"]
+        torch.backends.cudnn.conv.fp32_precision = flags["conv_fp32_precision"]
+    else:
+        torch.backends.cuda.matmul.allow_tf32 = flags["matmul_allow_tf32"]
+        torch.backends.cudnn.allow_tf32 = flags["cudnn_allow_tf32"]
+
+
+@contextlib.contextmanager
+def run_backend_flags(device: torch.device, tf32: bool):
+    """Set the run's CUDA flags (``cudnn.benchmark`` on, TF32 if ``tf32``); restore them after.
+
+    Yields the flags in force (None off CUDA, where nothing is changed). The flags are
+    process-wide: scoping them keeps an A100 notebook's later "float32" work float32.
+    """
+    if torch.device(device).type != "cuda":
+        yield None
+        return
+    saved = backend_flags()
+    precision = "tf32" if tf32 else "ieee"
+    wanted = {"cudnn_benchmark": True}
+    if "matmul_fp32_precision" in saved:
+        wanted.update(matmul_fp32_precision=precision, conv_fp32_precision=precision)
+    else:
+        wanted.update(matmul_allow_tf32=tf32, cudnn_allow_tf32=tf32)
+    try:
+        _set_backend_flags(wanted)
+        yield backend_flags()
+    finally:
+        _set_backend_flags(saved)
 
 
 class Trainer:
@@ -133,9 +241,11 @@ class Trainer:
     >>> trainer = Trainer(config, "runs/synthetic", train_set, val_set)
     >>> summary = trainer.fit()        # up to config.train.steps iterations in total
 
-    ``resume=True`` continues from ``out_dir/last.pt`` (exactly: same weights bit for bit
-    as an uninterrupted run on the CPU); the stored configuration must match except for
-    the options of :data:`~redo_lib.training.checkpoint.RESUMABLE_OPTIONS`.
+    ``resume=True`` continues from ``out_dir/last.pt``, or from ``train.backup_dir/last.pt``
+    when ``out_dir`` has none (exactly: same weights bit for bit as an uninterrupted run on
+    the CPU); the stored configuration must match except for the options of
+    :data:`~redo_lib.training.checkpoint.RESUMABLE_OPTIONS`. ``checkpoint``: that file
+    already read (``redo train --resume`` reads it once, for the configuration and here).
     ``freeze_d_in_g_step=False`` computes (and discards) D's gradients in the generator
     step like the official code (benchmarks only: same updates, more work).
     """
@@ -143,7 +253,8 @@ class Trainer:
     def __init__(self, config: ReDOConfig, out_dir, train_set: Dataset, val_set: Optional[Dataset] = None, *,
                  resume: bool = False, progress: bool = True, tensorboard: bool = False,
                  dist: Optional[DistInfo] = None, log: Callable[[str], None] = _stderr,
-                 freeze_d_in_g_step: bool = True, write_files: bool = True) -> None:
+                 freeze_d_in_g_step: bool = True, write_files: bool = True,
+                 checkpoint: Optional[LoadedCheckpoint] = None) -> None:
         config.validate()
         check_train_config(config)
         self.config = config
@@ -167,10 +278,6 @@ class Trainer:
                 self.amp_dtype, use_scaler = amp_choice(self.device)  # bf16 only on capability >= 8.0
             else:
                 self.log("note: --amp is ignored on the CPU (training in float32)")
-        if self.device.type == "cuda":
-            torch.backends.cudnn.benchmark = True
-            torch.backends.cuda.matmul.allow_tf32 = True
-            torch.backends.cudnn.allow_tf32 = True
         self.memory_format = torch.channels_last if self.tc.channels_last else torch.contiguous_format
 
         # State that evolves; restored by load().
@@ -182,19 +289,21 @@ class Trainer:
         self.elapsed = 0.0  # wall-clock seconds, across resumes
         self.images_seen = 0
         self.last_saved_step: Optional[int] = None
+        self.backup = Path(self.tc.backup_dir) if self.tc.backup_dir else None
+        self._backup_last_step: Optional[int] = None  # the step of backup_dir/last.pt, if known
+        self._evaluations_since_backup = 0
+        self._metrics_backup_size: Optional[int] = None
+        self.resumed_from: Optional[Path] = None
 
         seed_everything(self.tc.seed)
         # z and the region index of the one-region variant: own generator, one per process.
         self.rng = torch.Generator().manual_seed(self.tc.seed * 1000 + 17 + self.dist.rank)
         self.stream = BatchStream(len(train_set), self.tc.batch_size, self.tc.seed,
                                   rank=self.dist.rank, world_size=self.dist.world_size)
-        self.num_workers = self.tc.num_workers
-        procedural = callable(getattr(train_set, "batch", None))
-        if self.num_workers == 0 and self.device.type == "cuda" and not procedural:
-            # files to decode on a GPU machine: loader processes keep the GPU busy
-            self.num_workers = max(1, min(8, (os.cpu_count() or 2) // max(1, self.dist.world_size) - 1))
-            self.log(f"note: {self.num_workers} data-loading workers (set train.num_workers to change)")
-        self.fetcher = BatchFetcher(train_set, self.stream, self.device, self.num_workers)
+        # loader workers, the in-memory image caches (estimate logged), mask-free training reads
+        self.num_workers, self.fetcher = data_pipeline(
+            self.tc, train_set, self.val_set, self.stream, self.device, world_size=self.dist.world_size,
+            log=self.log, progress=progress and self.dist.is_main)
         self._use_scaler = use_scaler
         self._pbar = None
         self._t0 = time.perf_counter()
@@ -212,17 +321,26 @@ class Trainer:
         self._z_fixed = fixed_codes(N_SAMPLE_Z, config.model.nz, self.tc.seed)
         self._writer = None
 
-        last = self.out / "last.pt"
-        if resume and last.is_file():
-            self.load(last)
-        elif not resume and last.is_file():
+        if self.write_files:
+            for folder in (self.out, self.backup):
+                stale = remove_stale_temporaries(folder) if folder is not None else []
+                if stale:
+                    self.log(f"note: removed {len(stale)} temporary file(s) of an interrupted save in "
+                             f"{folder}: {', '.join(p.name for p in stale)}")
+        found = ((checkpoint.path, checkpoint.from_backup) if checkpoint is not None
+                 else find_resume_checkpoint(self.out, self.tc.backup_dir))
+        if not resume and found is not None:
+            where = "--out" if not found[1] else "--backup-dir"
             raise RunExistsError(
-                f"{self.out} already holds a run (last.pt); pass --resume to continue it "
-                f"or choose another --out"
+                f"{found[0].parent} already holds a run (last.pt); pass --resume to continue it "
+                f"or choose another {where}"
             )
+        if resume and found is not None:
+            self.load(found[0], None if checkpoint is None else checkpoint.state, from_backup=found[1])
         elif resume:
-            self.log(f"note: no checkpoint in {self.out}: starting a new run")
-        self._resumed = resume and last.is_file()
+            where = f"{self.out}" + (f" or {self.backup}" if self.backup is not None else "")
+            self.log(f"note: no checkpoint in {where}: starting a new run")
+        self._resumed = resume and found is not None
         if not self._resumed and self.write_files and (self.out / "metrics.jsonl").exists():
             (self.out / "metrics.jsonl").unlink()  # from an attempt that never saved a checkpoint
         if tensorboard and self.write_files:
@@ -237,14 +355,15 @@ class Trainer:
             model = model.to(memory_format=torch.channels_last)
         model.train()
         self.model = model
-        betas = (o.beta1, o.beta2)
         self.use_info = cfg.loss.lambda_z > 0
+        # Adam (Kingma & Ba) with the official betas (0, 0.9); coupled L2 weight decay on F only
+        adam = dict(betas=(o.beta1, o.beta2), **({"fused": True} if use_fused_adam(self.device) else {}))
         self.optimizers: Dict[str, torch.optim.Optimizer] = {
-            "mask_net": torch.optim.Adam(model.mask_net.parameters(), lr=o.lr_mask, betas=betas,
-                                         weight_decay=o.weight_decay_mask),
-            "generator": torch.optim.Adam(model.generator.parameters(), lr=o.lr_gen, betas=betas),
-            "discriminator": torch.optim.Adam(model.discriminator.parameters(), lr=o.lr_disc, betas=betas),
-            "info_net": torch.optim.Adam(model.info_net.parameters(), lr=o.lr_info, betas=betas),
+            "mask_net": torch.optim.Adam(model.mask_net.parameters(), lr=o.lr_mask,
+                                         weight_decay=o.weight_decay_mask, **adam),
+            "generator": torch.optim.Adam(model.generator.parameters(), lr=o.lr_gen, **adam),
+            "discriminator": torch.optim.Adam(model.discriminator.parameters(), lr=o.lr_disc, **adam),
+            "info_net": torch.optim.Adam(model.info_net.parameters(), lr=o.lr_info, **adam),
         }
         self.g_optimizers = [self.optimizers["mask_net"], self.optimizers["generator"]]
         if self.use_info:
@@ -259,6 +378,7 @@ class Trainer:
         self.g_step = wrap_ddp(g_step, self.dist, self.device, find_unused_parameters=one_region)
         self.d_step = wrap_ddp(d_step, self.dist, self.device)
         self.scalers = {name: torch.amp.GradScaler("cuda", enabled=self._use_scaler) for name in ("g", "d")}
+        self._skipped = {name: torch.zeros((), dtype=torch.int64, device=self.device) for name in self.scalers}
 
     def _pick_train_eval(self) -> Optional[List[int]]:
         n = self.tc.train_eval_images
@@ -336,7 +456,7 @@ class Trainer:
             for opt in self.g_optimizers:
                 if opt is not frozen:  # F waits out train.mask_warmup iterations
                     scaler.step(opt)
-            scaler.update()
+            self._update_scaler("g")
         finally:
             if self.freeze_d:
                 discriminator.requires_grad_(True)
@@ -357,10 +477,34 @@ class Trainer:
             with torch.profiler.record_function("redo.discriminator_backward"):
                 scaler.scale(d_loss).backward()
             scaler.step(d_opt)
-            scaler.update()
+            self._update_scaler("d")
             d_total = d_loss.detach() if d_total is None else d_total + d_loss.detach()
         d_mean = d_total / len(reals)
         return torch.stack([d_mean, g_adv.detach(), info.detach()])
+
+    def _update_scaler(self, name: str) -> None:
+        """``GradScaler.update`` counting the skipped updates (non-finite gradients) on the device.
+
+        A skipped update is the one after which the scale shrank (``backoff_factor`` < 1);
+        the comparison stays on the device (no host sync with fused Adam).
+        """
+        scaler = self.scalers[name]
+        if not scaler.is_enabled():
+            scaler.update()
+            return
+        before = scaler._scale.clone()  # noqa: SLF001 - set by scale(); no public sync-free getter
+        scaler.update()
+        self._skipped[name] += (scaler._scale < before).to(torch.int64)  # noqa: SLF001
+
+    def _take_scaler_record(self) -> Dict[str, Any]:
+        """``amp_scale`` and ``skipped_steps`` (since the last evaluation) per scaler; {} without one."""
+        if not any(s.is_enabled() for s in self.scalers.values()):
+            return {}
+        record = {"amp_scale": {name: float(s.get_scale()) for name, s in self.scalers.items()},
+                  "skipped_steps": {name: int(count) for name, count in self._skipped.items()}}
+        for count in self._skipped.values():
+            count.zero_()
+        return record
 
     # ------------------------------------------------------------------ loss bookkeeping
     def _flush_losses(self) -> None:
@@ -405,8 +549,9 @@ class Trainer:
     # ------------------------------------------------------------------ evaluation
     def evaluate(self) -> Dict[str, Optional[Dict[str, float]]]:
         """Validation and train-subset scores (``None`` where there is no ground truth)."""
+        # float32 always (no autocast): masks thresholded at 0.5 must match `redo evaluate`
         kwargs = dict(batch_size=self.tc.eval_batch_size, device=self.device,
-                      num_workers=self.num_workers, autocast_dtype=self.amp_dtype)
+                      num_workers=self.num_workers, autocast_dtype=None)
         out: Dict[str, Optional[Dict[str, float]]] = {"val": None, "train": None}
         if self.val_set is not None:
             out["val"] = evaluate_model(self.model, self.val_set, max_images=self.tc.max_eval_images, **kwargs)
@@ -466,6 +611,7 @@ class Trainer:
             record["it_per_s"] = window.get("it_per_s")
             record["images_per_s"] = window.get("images_per_s")
             record["eval_seconds"] = round(time.perf_counter() - eval_start, 3)
+            record.update(self._take_scaler_record())
             restart = scheduled and self._collapsed(scores)
             improved = False
             if not restart and main is not None and (self.best_iou is None or main["iou"] > self.best_iou):
@@ -479,12 +625,14 @@ class Trainer:
             self._auto_restart(record)
             return True
         self._check_finite_weights()
-        self._save(self.out / "last.pt")
+        self._save(best=bool(record.get("is_best")))
         if self.dist.is_main:
-            if record.get("is_best") and self.write_files:
-                atomic_copy(self.out / "last.pt", self.out / "best.pt")
-            self._append_metrics(record)
+            self._collective_write(lambda: self._append_metrics(record))
             self._tensorboard_scores(record)
+        else:
+            self._collective_write(lambda: None)
+        self._evaluations_since_backup += 1
+        self._collective_write(lambda: self._backup(last=self._evaluations_since_backup >= self.tc.backup_every))
         return False
 
     def _log_scores(self, record, scores) -> None:
@@ -540,7 +688,7 @@ class Trainer:
             torch.compiler.reset()
         self._build()
         self.step = 0
-        self._save(self.out / "last.pt")  # the fresh start, so that a resume continues it
+        self._save()  # the fresh start, so that a resume continues it
         if self._pbar is not None:
             self._pbar.reset(total=self.tc.steps)
 
@@ -577,20 +725,105 @@ class Trainer:
             "torch_version": str(torch.__version__),
         }
 
-    def _save(self, path: Path) -> None:
-        state = self.state_dict()  # every rank takes part (RNG gather)
+    def _collective_write(self, write: Callable[[], None]) -> None:
+        """Run ``write`` (on the main process); a failed save stops every process.
+
+        A :class:`CheckpointSaveError` of the main process is raised on every process (the
+        others would otherwise wait for it at the next collective).
+        """
+        error: Optional[CheckpointSaveError] = None
         if self.write_files:
-            atomic_save(state, path)
+            try:
+                write()
+            except CheckpointSaveError as failure:
+                error = failure
+        if any_flag(error is not None, self.dist, self.device):
+            raise broadcast_object(error, self.dist)  # the main process's error, on every process
+
+    def _save(self, best: bool = False) -> None:
+        """``best.pt`` (networks only, when ``best``: in ``out`` and ``backup_dir``), then ``last.pt``.
+
+        ``best.pt`` comes first: after a crash between the two, the resumed run redoes the
+        step and rewrites it, whereas the other order would keep a ``last.pt`` whose
+        ``best_iou`` names a model no file holds.
+        """
+        state = self.state_dict()  # every rank takes part (RNG gather)
+
+        def write() -> None:
+            if best:
+                slim = exported_state(state)
+                for folder in (self.out, self.backup):
+                    if folder is not None:
+                        atomic_save(slim, folder / "best.pt")
+            atomic_save(state, self.out / "last.pt")
             self.last_saved_step = self.step
 
-    def load(self, path) -> None:
-        """Continue from a checkpoint written by :meth:`_save` (configuration checked)."""
-        state = load_checkpoint(path)
+        try:
+            self._collective_write(write)
+        finally:
+            del state
+
+    def _backup(self, last: bool) -> None:
+        """Copy metrics.jsonl, the newest sample grid and (``last``) last.pt to ``backup_dir``."""
+        if self.backup is None:
+            return
+        metrics = self.out / "metrics.jsonl"
+        if metrics.is_file() and metrics.stat().st_size != self._metrics_backup_size:
+            atomic_copy(metrics, self.backup / metrics.name)
+            self._metrics_backup_size = metrics.stat().st_size
+        suffix = f"_r{self.restarts}" if self.restarts else ""
+        grid = self.out / f"samples{suffix}_{self.step:06d}.png"
+        for src in (self.out / "best.pt", grid):  # best.pt: written there directly, unless added later
+            if src.is_file() and not (self.backup / src.name).exists():
+                atomic_copy(src, self.backup / src.name)
+        if last:
+            self._backup_last()
+
+    def _backup_last(self) -> None:
+        """Copy ``out/last.pt`` to ``backup_dir`` unless the copy there is already of its step."""
+        source = self.out / "last.pt"
+        if self.backup is None or self.last_saved_step is None or not source.is_file():
+            return
+        if self._backup_last_step != self.last_saved_step or not (self.backup / "last.pt").is_file():
+            atomic_copy(source, self.backup / "last.pt")
+            self._backup_last_step = self.last_saved_step
+        self._evaluations_since_backup = 0
+
+    def _final_backup(self, failed: bool) -> None:
+        """At the end of :meth:`fit`: ``last.pt`` (and metrics) to ``backup_dir``.
+
+        After a failure (``failed``) it is a best effort on the main process alone: a second
+        failure is logged, never raised over the first.
+        """
+        if self.backup is None or not self.write_files:
+            return
+        if not failed:
+            self._backup(last=True)
+            return
+        try:
+            self._backup(last=True)
+            self.log(f"note: {self.backup} holds the last good checkpoint (step {self._backup_last_step})")
+        except Exception as error:  # noqa: BLE001 - never mask the error that stopped the run
+            self.log(f"warning: could not copy the last checkpoint to {self.backup}: {error}")
+
+    def load(self, path, state: Optional[Dict[str, Any]] = None, *, from_backup: bool = False) -> None:
+        """Continue from a checkpoint written by :meth:`_save` (configuration checked).
+
+        ``state``: the file already read by :func:`load_checkpoint` (no second read).
+        ``from_backup``: ``path`` is ``backup_dir/last.pt``; its ``metrics.jsonl`` and
+        ``best.pt`` are copied into ``out`` when ``out`` has none, so that the run folder
+        continues the same history.
+        """
+        path = Path(path)
+        if state is None:
+            state = load_checkpoint(path)
         check_resumable(config_of(state, path), self.config, path)
         for name in NETWORKS:
             getattr(self.model, name).load_state_dict(state["model"][name])
+        fused = use_fused_adam(self.device)
         for name, opt in self.optimizers.items():
             opt.load_state_dict(state["optimizers"][name])
+            _match_adam_implementation(opt, fused)
         for name, scaler in self.scalers.items():
             saved = state.get("scalers", {}).get(name)
             if scaler.is_enabled() and saved:
@@ -614,22 +847,66 @@ class Trainer:
                 self.rng.manual_seed(self.tc.seed * 1000 + 17 + self.dist.rank + 7 * self.step)
             self.log(f"note: {path} was written by {len(rng)} process(es), now {self.dist.world_size}: "
                      "the random streams of the other processes are re-seeded")
+        self.resumed_from = path
+        if from_backup:
+            self._backup_last_step = self.step
+            if self.write_files:
+                self._restore_from_backup(path.parent)
+        where = (f"the backup {path} ({self.out} has no last.pt)" if from_backup else f"{path}")
+        self.log(f"resuming from {where} at step {self.step} (iteration {self.iterations}, "
+                 f"restart {self.restarts})")
+
+    def _restore_from_backup(self, backup: Path) -> None:
+        """A new session: the run folder gets the backup's history, trimmed to the checkpoint.
+
+        metrics.jsonl lines after the checkpoint's iteration (evaluations that the resumed
+        run redoes) are dropped, so that none appears twice.
+        """
+        self.out.mkdir(parents=True, exist_ok=True)
+        metrics, best = backup / "metrics.jsonl", backup / "best.pt"
+        if metrics.is_file() and not (self.out / "metrics.jsonl").exists():
+            kept = []
+            for line in metrics.read_text(encoding="utf-8").splitlines():
+                try:
+                    iteration = json.loads(line).get("iteration")
+                except (json.JSONDecodeError, AttributeError):
+                    continue  # a line cut by a kill
+                if iteration is None or iteration <= self.iterations:
+                    kept.append(line)
+            text = "".join(line + "\n" for line in kept)
+            _atomic_text(self.out / "metrics.jsonl", text)
+        if best.is_file() and not (self.out / "best.pt").exists():
+            atomic_copy(best, self.out / "best.pt")
 
     # ------------------------------------------------------------------ the loop
     def fit(self) -> Dict[str, Any]:
-        """Train until ``config.train.steps`` iterations (of the current attempt)."""
+        """Train until ``config.train.steps`` iterations (of the current attempt).
+
+        The CUDA backend flags (:func:`run_backend_flags`) hold for this call only. A failed
+        save raises :class:`CheckpointSaveError` (the previous checkpoint is intact; free
+        space, then resume); with ``backup_dir``, ``last.pt`` is copied there when the run
+        ends or stops, as far as possible.
+        """
+        with run_backend_flags(self.device, self.tc.tf32) as flags:
+            return self._fit(flags)
+
+    def _fit(self, flags: Optional[Dict[str, Any]]) -> Dict[str, Any]:
         total = self.tc.steps
         self._t0 = time.perf_counter()
         self._pbar = None
         if self.write_files:
-            self.out.mkdir(parents=True, exist_ok=True)
             event = "start" if self.iterations == 0 and not self._resumed else "resume"
-            self._append_metrics({"event": event, "step": self.step,
-                                  "iteration": self.iterations, "restart": self.restarts,
-                                  "world_size": self.dist.world_size, "device": str(self.device),
-                                  "config": self.config.to_dict()})
+            record = {"event": event, "step": self.step, "iteration": self.iterations, "restart": self.restarts,
+                      "world_size": self.dist.world_size, "device": str(self.device),
+                      "backend_flags": flags, "fused_adam": use_fused_adam(self.device),
+                      "amp": None if self.amp_dtype is None else str(self.amp_dtype).replace("torch.", ""),
+                      "grad_scaler": self._use_scaler, "config": self.config.to_dict()}
+            if self.resumed_from is not None:
+                record["resumed_from"] = str(self.resumed_from)
+            self._append_metrics(record)
         if self.step >= total:
             self.log(f"the run in {self.out} is already at step {self.step} (total {total}): nothing to do")
+            self._final_backup(failed=False)
             return self.summary()
         if self.progress and self.dist.is_main:
             from tqdm.auto import tqdm
@@ -638,6 +915,7 @@ class Trainer:
                               file=sys.stderr, disable=None)
         per_iteration = self.images_per_iteration
         window_t, window_steps = time.perf_counter(), 0
+        failed = True
         try:
             while self.step < total:
                 losses = self.train_iteration()
@@ -649,7 +927,8 @@ class Trainer:
                 if self._pbar is not None:
                     self._pbar.update(1)
                 scheduled = self.step % self.tc.eval_every == 0
-                last = self.step == total or self._out_of_time()
+                out_of_time = self._out_of_time()
+                last = self.step == total or out_of_time
                 if self.step % self.tc.log_every == 0 or scheduled or last:
                     self._flush_losses()
                     self._show_losses()
@@ -662,12 +941,21 @@ class Trainer:
                     self._evaluate_and_save(scheduled, window)
                     barrier(self.dist)
                     window_t, window_steps = time.perf_counter(), 0
-                if last and self.step < total:
+                if out_of_time and self.step < total:  # (an auto-restart at the last step goes on)
                     self.log(f"time limit of {self.tc.time_limit_minutes:g} minutes reached at step {self.step}")
                     break
+            failed = False
         except TrainingDiverged as error:
             self._append_metrics({"event": "diverged", "step": self.step, "iteration": self.iterations,
                                   "message": str(error)})
+            raise
+        except CheckpointSaveError as error:
+            try:  # on a full disk this line may not fit either
+                self._append_metrics({"event": "save_failed", "step": self.step, "iteration": self.iterations,
+                                      "file": str(error.path), "needed_bytes": error.needed,
+                                      "free_bytes": error.free, "message": str(error)})
+            except OSError:
+                pass
             raise
         finally:
             self.elapsed += time.perf_counter() - self._t0
@@ -678,6 +966,9 @@ class Trainer:
             if self._writer is not None:
                 self._writer.close()
                 self._writer = None
+            if failed and self.dist.is_main:
+                self._final_backup(failed=True)
+        self._final_backup(failed=False)
         return self.summary()
 
     def _out_of_time(self) -> bool:
