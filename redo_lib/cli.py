@@ -4,7 +4,8 @@ Sub-commands::
 
     redo train --preset NAME [--dataset NAME] [--data-root DIR] [--out DIR] [--steps N]
                [--batch-size B] [--image-size S] [--device auto|cpu|cuda] [--seed S]
-               [--resume] [--eval-every N] [--amp] [--compile] [--channels-last]
+               [--resume] [--backup-dir DIR] [--backup-every N]
+               [--eval-every N] [--amp] [--compile] [--channels-last]
                [--lr-mask LR] [--lr-gen LR] [--lr-disc LR] [--lr-info LR]
                [--set section.option=value ...] [--tensorboard] [--print-config]
     redo evaluate (--checkpoint FILE | --baseline NAME) [--dataset NAME] [--data-root DIR]
@@ -18,8 +19,19 @@ Sub-commands::
 --steps N`` continues the run in DIR up to N. Several GPUs: ``torchrun --nproc_per_node G
 -m redo_lib train ...`` (``--batch-size`` is per process).
 
+Colab with Google Drive: ``redo train --out /content/runs/seed0 --backup-dir
+/content/drive/MyDrive/redo/seed0`` writes ``last.pt`` (the full resume state) to the local
+disk at every evaluation and keeps Drive's share small: ``best.pt`` (networks only) and
+``metrics.jsonl`` at every evaluation, ``last.pt`` every ``--backup-every`` evaluations
+(default 4) and when the run stops. In a new session, ``redo train --resume --out
+/content/runs/seed0 --backup-dir /content/drive/MyDrive/redo/seed0`` finds no ``last.pt``
+on the local disk and resumes from the one on Drive (it says which file and which step).
+
 User errors (bad values, missing files, incompatible checkpoints, data problems) print a
-single ``error: ...`` line and exit with status 2; a diverged run exits with status 1.
+single ``error: ...`` line and exit with status 2; a diverged run exits with status 1; a
+checkpoint that cannot be written (full disk or Drive, quota, I/O error) stops the run with
+one line naming the file, the space it needed and the free space, and exits with status 3
+(the previous checkpoint is intact: free space, then rerun with ``--resume``).
 Set ``REDO_DEBUG=1`` to see the traceback instead.
 """
 from __future__ import annotations
@@ -36,6 +48,7 @@ __all__ = ["main", "build_parser", "apply_set", "UsageError"]
 
 EXIT_USAGE = 2
 EXIT_DIVERGED = 1
+EXIT_SAVE_FAILED = 3
 
 
 class UsageError(ValueError):
@@ -107,6 +120,8 @@ _TRAIN_OPTIONS = {
     "d_steps": ("train", "d_steps"),
     "num_workers": ("train", "num_workers"),
     "auto_restart": ("train", "auto_restart"),
+    "backup_dir": ("train", "backup_dir"),
+    "backup_every": ("train", "backup_every"),
     "lambda_z": ("loss", "lambda_z"),
     "lr_mask": ("optim", "lr_mask"),
     "lr_gen": ("optim", "lr_gen"),
@@ -180,9 +195,13 @@ def _user_errors() -> tuple:
 
 # ----------------------------------------------------------------------------- train
 def _train_config(args: argparse.Namespace):
-    """(config, out folder, stored config or None) for ``redo train``."""
+    """(config, out folder, the loaded resume checkpoint or None) for ``redo train``.
+
+    With ``--resume`` the checkpoint (``OUT/last.pt``, else ``--backup-dir``'s) is read once
+    here and handed to the trainer.
+    """
     from .config import PRESETS, RENAMED_PRESETS, get_preset
-    from .training.checkpoint import check_resumable, config_of, load_checkpoint
+    from .training.checkpoint import check_resumable, config_of, find_resume_checkpoint, read_resume_checkpoint
 
     if args.preset in RENAMED_PRESETS:
         new = RENAMED_PRESETS[args.preset]
@@ -190,15 +209,20 @@ def _train_config(args: argparse.Namespace):
               f"use --preset {new}", file=sys.stderr)
         args.preset = new
     out = Path(args.out) if args.out else Path("runs") / (args.preset or "run")
-    last = out / "last.pt"
-    stored = None
-    if not args.resume and last.is_file() and not args.print_config:
-        raise UsageError(f"{out} already holds a run (last.pt); pass --resume to continue it "
-                         f"or choose another --out")
-    if args.resume and last.is_file():
-        stored = config_of(load_checkpoint(last), last)
+    backup = args.backup_dir or ""
+    stored = loaded = None
+    if not args.resume and not args.print_config:
+        found = find_resume_checkpoint(out, backup)
+        if found is not None:
+            option = "--backup-dir" if found[1] else "--out"
+            raise UsageError(f"{found[0].parent} already holds a run (last.pt); pass --resume to continue it "
+                             f"or choose another {option}")
+    if args.resume:
+        loaded = read_resume_checkpoint(out, backup)
+        if loaded is not None:
+            stored = config_of(loaded.state, loaded.path)
     if args.preset is None and stored is None:
-        hint = f" (no checkpoint to resume in {out})" if args.resume else ""
+        hint = f" (no checkpoint to resume in {out}{f' or {backup}' if backup else ''})" if args.resume else ""
         raise UsageError(f"--preset is required{hint}; valid presets: {', '.join(PRESETS)}")
 
     if stored is None:
@@ -206,6 +230,7 @@ def _train_config(args: argparse.Namespace):
         _apply_overrides(config, args)
         config.validate()
         return config, out, None
+    last = loaded.path
 
     # Resuming: the stored configuration, with the explicit options on top.
     config = dataclasses.replace(stored, **{s: dataclasses.replace(getattr(stored, s))
@@ -219,14 +244,14 @@ def _train_config(args: argparse.Namespace):
         wanted.train = config.train
         check_resumable(stored, wanted, last)
     check_resumable(stored, config, last)
-    return config, out, stored
+    return config, out, loaded
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     from .training.distributed import init_from_env, shutdown
     from .training.trainer import Trainer, check_train_config, resolve_device
 
-    config, out, stored = _train_config(args)
+    config, out, loaded = _train_config(args)
     check_train_config(config)
     if args.print_config:
         print(json.dumps(config.to_dict(), indent=2))
@@ -255,15 +280,17 @@ def cmd_train(args: argparse.Namespace) -> int:
                   f"{f' x {dist.world_size} processes' if dist.enabled else ''}, out {out}",
                   file=sys.stderr)
         trainer = Trainer(config, out, train_set, val_set, resume=args.resume,
-                          progress=not args.quiet, tensorboard=args.tensorboard, dist=dist)
+                          progress=not args.quiet, tensorboard=args.tensorboard, dist=dist, checkpoint=loaded)
+        del loaded  # the trainer has copied it: free the memory (1.1 GB for Flowers) before training
         summary = trainer.fit()
     finally:
         shutdown(dist)
     if dist.is_main:
         best = summary["best_iou"]
         best_text = "no validation score" if best is None else f"best IoU {best:.4f} at step {summary['best_step']}"
+        backup = f" (backup in {config.train.backup_dir})" if config.train.backup_dir else ""
         print(f"done: step {summary['step']}, {best_text}, {summary['restarts']} restart(s); "
-              f"checkpoints in {out}")
+              f"checkpoints in {out}{backup}")
     return 0
 
 
@@ -420,11 +447,21 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--data-root", metavar="DIR", help="data set folder (default: data/NAME)")
     train.add_argument("--out", metavar="DIR", help="run folder (default: runs/PRESET)")
     train.add_argument("--steps", type=int, metavar="N", help="TOTAL number of iterations of the run")
-    train.add_argument("--batch-size", type=int, metavar="B", help="batch size (per process); 25 is the paper's")
+    train.add_argument("--batch-size", type=int, metavar="B",
+                       help="batch size (per process; default: the preset's, 20 for the image presets, "
+                       "the official code's default; the paper quotes 25)")
     train.add_argument("--image-size", type=int, metavar="S", help="32, 64 or 128")
     train.add_argument("--device", metavar="D", help="auto (default), cpu, cuda or cuda:N")
     train.add_argument("--seed", type=int, metavar="S")
-    train.add_argument("--resume", action="store_true", help="continue the run in --out up to --steps")
+    train.add_argument("--resume", action="store_true",
+                       help="continue the run in --out up to --steps (from --out/last.pt, or from "
+                       "--backup-dir/last.pt when --out has none: a new Colab session)")
+    train.add_argument("--backup-dir", metavar="DIR",
+                       help="a second folder (e.g. on Google Drive) that receives best.pt (networks only) and "
+                       "metrics.jsonl at every evaluation and a copy of last.pt every --backup-every "
+                       "evaluations and when the run stops; --out stays the working folder (local disk)")
+    train.add_argument("--backup-every", type=int, metavar="N",
+                       help="copy last.pt to --backup-dir every N evaluations (default 4)")
     train.add_argument("--eval-every", type=int, metavar="N", help="evaluate and checkpoint every N steps")
     train.add_argument("--time-limit", type=float, metavar="MIN", help="stop after MIN minutes of training (evaluations included)")
     train.add_argument("--max-eval-images", type=int, metavar="N", help="score only the first N validation images")
@@ -509,12 +546,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(list(argv) if argv is not None else None)
     debug = os.environ.get("REDO_DEBUG", "") not in ("", "0")
+    from .training.checkpoint import CheckpointSaveError
     from .training.trainer import TrainingDiverged
 
     try:
         return int(args.func(args) or 0)
     except SystemExit:
         raise
+    except CheckpointSaveError as error:
+        if debug:
+            raise
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_SAVE_FAILED
     except TrainingDiverged as error:
         if debug:
             raise
