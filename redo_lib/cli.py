@@ -314,8 +314,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         dataset_name = args.dataset
         image_size = args.image_size or (32 if dataset_name in _data_module().SYNTHETIC_NAMES else 128)
         root = args.data_root
-        function = BASELINES[args.baseline]
-        predict = lambda images: function(images.cpu()).to(images.device)  # noqa: E731 (numpy-based ones)
+        from .baselines import TimedBaseline
+
+        # Baselines run on the CPU (numpy-based ones included), timed per image.
+        timed = TimedBaseline(BASELINES[args.baseline])
+        predict = lambda images: timed(images.cpu()).to(images.device)  # noqa: E731
         n_regions = 2
         source = {"baseline": args.baseline}
     else:
@@ -338,11 +341,19 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if not has_masks(dataset):
         raise UsageError(f"the {args.split} split of {dataset_name!r} has no ground-truth masks to score "
                          f"against; choose another --split")
+    if args.baseline is not None:
+        from tqdm.auto import tqdm
+
+        n_images = min(len(dataset), args.max_images) if args.max_images else len(dataset)
+        timed.progress = tqdm(total=n_images, desc=args.baseline, unit="image", leave=False)
     amp = amp_dtype(device) if args.amp else None  # the training rule; None (float32) off CUDA
     scores = evaluate_masks(predict, dataset, n_regions, batch_size=args.batch_size,
                             max_images=args.max_images, device=device, num_workers=args.num_workers,
                             autocast_dtype=amp)
     result = {**source, "dataset": dataset_name, "split": args.split, "image_size": image_size, **scores}
+    if args.baseline is not None:
+        timed.progress.close()
+        result.update(timed.per_image())
     if args.json:
         print(json.dumps(result))
     else:
@@ -353,6 +364,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print(f"  data-set polarity (strict):    accuracy {scores['accuracy_dataset']:.4f}  "
               f"IoU {scores['iou_dataset']:.4f}")
         print(f"  smaller region covers {scores['min_region_size']:.3f} of the pixels")
+        if args.baseline is not None:
+            print(f"  time: {1000 * result['seconds_per_image']:.2f} ms per image on the CPU "
+                  f"({1000 * result['cpu_seconds_per_image']:.2f} ms CPU time, {result['threads']} thread(s))")
     return 0
 
 
@@ -489,7 +503,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "(official) and one polarity for the whole data set.")
     evaluate.add_argument("--checkpoint", metavar="FILE", help="a redo_lib (or official) checkpoint")
     evaluate.add_argument("--baseline", metavar="NAME",
-                          help="all-foreground, centred-disk, kmeans or grabcut instead of a checkpoint")
+                          help="all-foreground, centred-disk, kmeans, grabcut or iem instead of a checkpoint")
     evaluate.add_argument("--dataset", metavar="NAME", help="default: the checkpoint's")
     evaluate.add_argument("--data-root", metavar="DIR")
     evaluate.add_argument("--split", default="test", help="train, val or test (default test)")

@@ -33,7 +33,7 @@ def two_colour_images(b=4, size=32):
     return torch.stack(images), torch.stack(truths)
 
 
-@pytest.mark.parametrize("name", ["all-foreground", "centred-disk", "kmeans", "grabcut"])
+@pytest.mark.parametrize("name", ["all-foreground", "centred-disk", "kmeans", "grabcut", "iem"])
 def test_contract_shape_values_and_sum(name):
     if name == "grabcut":
         pytest.importorskip("cv2")
@@ -115,8 +115,14 @@ def test_evaluate_baseline_on_a_list_dataset():
     dataset = [{"image": images[i], "mask": truth[i], "index": i} for i in range(5)]
     result = evaluate_baseline("kmeans", dataset, batch_size=2, progress=False)
     assert result["n_images"] == 5 and result["iou"] == pytest.approx(1.0)
+    assert result["seconds_per_image"] > 0 and result["cpu_seconds_per_image"] >= 0 and result["threads"] >= 1
     assert evaluate_baseline("centred-disk", dataset, max_images=3, progress=False)["n_images"] == 3
     with pytest.raises(ValueError, match="unknown baseline"):
         evaluate_baseline("nope", dataset)
     with pytest.raises(ValueError, match="no ground-truth"):
         evaluate_baseline("kmeans", [{"image": images[0]}], progress=False)
+
+
+def test_iem_separates_two_colours_like_kmeans():
+    images, truth = two_colour_images()
+    assert score(BASELINES["iem"](images), truth)["iou"] > 0.9
