@@ -54,7 +54,7 @@ SETTINGS: Dict[str, List[str]] = {
     "preset": [],  # the current synthetic preset, as it is
 }
 
-BASELINE_NAMES = ("all-foreground", "centred-disk", "kmeans", "grabcut")
+BASELINE_NAMES = ("all-foreground", "centred-disk", "kmeans", "grabcut", "iem")
 MINUTES = (10, 30, 60)
 
 
@@ -109,9 +109,16 @@ def baselines(args: argparse.Namespace) -> int:
                                 "--image-size", str(args.image_size), "--json"], env=_env(), check=True,
                                capture_output=True, text=True)
         results[name] = json.loads(score.stdout)
-        print(name, results[name]["iou"])
-    (out / f"baselines-{args.image_size}px.json").write_text(json.dumps(results, indent=1))
+        print(name, results[name]["iou"], f"{1000 * results[name]['seconds_per_image']:.2f} ms per image")
+    _write_atomic(out / f"baselines-{args.image_size}px.json", json.dumps(results, indent=1))
     return 0
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename (never a half-written file)."""
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(text)
+    os.replace(temporary, path)
 
 
 def best_by(records: List[dict], minutes: float) -> Optional[float]:
@@ -152,7 +159,8 @@ def table(args: argparse.Namespace) -> int:
     for path in sorted(root.glob("*/baselines-*.json")):
         size = int(path.stem.split("-")[-1][:-2])
         scores = ladder.baselines(path.parent.name, size, root)
-        lines.append(f"| {path.parent.name} ({size}px) | " + " | ".join(f"{scores[n]:.3f}" for n in BASELINE_NAMES) + " |")
+        lines.append(f"| {path.parent.name} ({size}px) | " + " | ".join(
+            f"{scores[n]:.3f}" if n in scores else "-" for n in BASELINE_NAMES) + " |")
     print("\n".join(lines))
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
@@ -223,7 +231,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     t.add_argument("--minutes", type=float, default=30.0)
     t.add_argument("--image-size", type=int)
     t.add_argument("--k", type=int, default=2, help="regions (3: two objects)")
-    b = sub.add_parser("baselines", help="the four baselines on a level's test split")
+    b = sub.add_parser("baselines", help="the five baselines (IEM included) on a level's test split")
     b.add_argument("--dataset", default="synthetic-flat")
     b.add_argument("--image-size", type=int, default=32)
     s = sub.add_parser("table", help="one table of every run and baseline under --runs")

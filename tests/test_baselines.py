@@ -126,3 +126,18 @@ def test_evaluate_baseline_on_a_list_dataset():
 def test_iem_separates_two_colours_like_kmeans():
     images, truth = two_colour_images()
     assert score(BASELINES["iem"](images), truth)["iou"] > 0.9
+
+
+def test_stored_ladder_baselines_cover_every_baseline_on_the_same_test_split():
+    """data/ladder/<level>/baselines-32px.json (benchmarks/ladder.py baselines) holds every baseline."""
+    import json
+
+    from redo_lib import ladder
+
+    for name in ladder.LEVELS.values():
+        stored = json.loads((ladder.default_root() / name / "baselines-32px.json").read_text())
+        assert set(stored) == set(BASELINES), name
+        for baseline, scores in stored.items():
+            assert (scores["dataset"], scores["split"], scores["image_size"], scores["n_images"]) == (
+                name, "test", 32, 512), (name, baseline)
+        assert stored["iem"]["threads"] == 1 and stored["iem"]["cpu_seconds_per_image"] > 0
