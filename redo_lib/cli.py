@@ -119,6 +119,7 @@ _TRAIN_OPTIONS = {
     "time_limit": ("train", "time_limit_minutes"),
     "d_steps": ("train", "d_steps"),
     "num_workers": ("train", "num_workers"),
+    "cache_images": ("train", "cache_images"),  # only --no-cache-images sets it (False)
     "auto_restart": ("train", "auto_restart"),
     "backup_dir": ("train", "backup_dir"),
     "backup_every": ("train", "backup_every"),
@@ -484,6 +485,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="restart when the smaller region is below X (0: off)")
     train.add_argument("--lambda-z", type=float, metavar="W", help="weight of the information loss")
     train.add_argument("--num-workers", type=int, metavar="N", help="data-loading processes")
+    train.add_argument("--no-cache-images", dest="cache_images", action="store_false", default=None,
+                       help="decode every batch instead of keeping the decoded images in memory")
     for name, what in (("mask", "F"), ("gen", "the generators"), ("disc", "D"), ("info", "delta")):
         train.add_argument(f"--lr-{name}", type=float, metavar="LR", help=f"learning rate of {what}")
     train.add_argument("--amp", action="store_true",

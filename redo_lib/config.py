@@ -119,6 +119,11 @@ class TrainConfig:
     time_limit_minutes: float = 0.0
     seed: int = 0
     num_workers: int = 0
+    # Keep the decoded, preprocessed images of data sets on disk (training split; the
+    # validation split with its masks) in memory as uint8 after the first pass, when the
+    # estimate (printed at start) fits in half the available memory; same tensors as
+    # decoding every batch, several times faster (redo_lib.training.data.plan_image_cache).
+    cache_images: bool = True
     # Added for the training engine (redo_lib.training):
     data_root: str = ""  # where the data set lives ("" : the data layer's default)
     train_eval_images: int = 500  # fixed training subset scored at each evaluation (0: none)

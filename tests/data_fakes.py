@@ -351,3 +351,49 @@ class FakeServer:
     def close(self):
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+# ------------------------------------------------------------------------------ photo-like Flowers
+def photo_like(width: int, height: int, rng: np.random.Generator, noise: float = 6.0) -> np.ndarray:
+    """(H, W, 3) uint8 with a photo's statistics for a JPEG coder: smooth colour regions
+    (an upsampled coarse random field) plus fine grain, so that files decode as slowly as
+    real photographs of that size (flat blocks decode much faster)."""
+    coarse = rng.integers(0, 256, (max(2, height // 60), max(2, width // 60), 3), dtype=np.uint8)
+    smooth = np.asarray(Image.fromarray(coarse).resize((width, height), Image.BICUBIC), dtype=np.float32)
+    grain = rng.normal(0.0, noise, (height, width, 3)).astype(np.float32)
+    return (smooth + grain).clip(0, 255).astype(np.uint8)
+
+
+def make_flowers_photos(
+    root: Path, n_train: int, n_val: int = 0, n_test: int = 0, short_side: int = 500, seed: int = 0,
+    quality: int = 85,
+) -> Dict[str, List[int]]:
+    """A Flowers-format folder of ``n_train + n_val + n_test`` photo-like images (benchmarks).
+
+    Like the real files: the shorter side is ``short_side`` (500) pixels, the longer one
+    drawn in [short, 1.4 short], portrait or landscape; ``image_%05d.jpg`` JPEGs of
+    :func:`photo_like` content and ``segmim_%05d.jpg`` segmentations that keep the
+    image's colours inside an ellipse (the flower) and paint the rest pure blue. Splits go
+    to ``setid.mat`` like :func:`make_flowers` (``tstid`` is the training split).
+    """
+    from scipy import io as scipy_io
+
+    rng = np.random.default_rng(seed)
+    ids = list(range(1, n_train + n_val + n_test + 1))
+    splits = {"tstid": ids[:n_train], "valid": ids[n_train:n_train + n_val], "trnid": ids[n_train + n_val:]}
+    root.mkdir(parents=True, exist_ok=True)
+    scipy_io.savemat(str(root / "setid.mat"), {k: np.array([v], dtype=np.uint16) for k, v in splits.items()})
+    (root / "jpg").mkdir(exist_ok=True)
+    (root / "segmim").mkdir(exist_ok=True)
+    for i in ids:
+        long_side = int(rng.integers(short_side, int(short_side * 1.4) + 1))
+        width, height = (long_side, short_side) if rng.random() < 0.6 else (short_side, long_side)
+        image = photo_like(width, height, rng)
+        y, x = np.mgrid[0:height, 0:width]
+        cx, cy = rng.uniform(0.35, 0.65) * width, rng.uniform(0.35, 0.65) * height
+        rx, ry = rng.uniform(0.2, 0.4) * width, rng.uniform(0.2, 0.4) * height
+        flower = ((x - cx) / rx) ** 2 + ((y - cy) / ry) ** 2 <= 1.0
+        segmim = np.where(flower[..., None], image, np.array(BLUE, np.uint8)).astype(np.uint8)
+        Image.fromarray(image).save(root / "jpg" / f"image_{i:05d}.jpg", "JPEG", quality=quality)
+        Image.fromarray(segmim).save(root / "segmim" / f"segmim_{i:05d}.jpg", "JPEG", quality=quality)
+    return splits

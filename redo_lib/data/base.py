@@ -10,6 +10,12 @@
 
 Items are dicts: ``"image"`` float32 (3, S, S) in [-1, 1], ``"mask"`` float32 (1, S, S)
 of 0 / 1 (or (K, S, S) one-hot for K > 2) where ground truth exists, and ``"index"``.
+
+Training never looks at a mask, so an :class:`ImageMaskDataset` also offers
+:meth:`~ImageMaskDataset.pixels`, a view of the same split whose items are the uint8
+pixels with the mask left undecoded (``with_masks=False``: the training view) or decoded
+(the view that fills an evaluation split's :class:`~redo_lib.data.cache.ImageCache`).
+The data set itself keeps serving float items with their masks to evaluation.
 """
 from __future__ import annotations
 
@@ -21,13 +27,14 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from .cache import ImageCache, cache_bytes
 from .errors import DatasetError, MissingDataError, UnknownNameError
-from .transforms import check_same_size, open_image, preprocess_pair
+from .transforms import check_same_size, image_to_uint8, mask_to_uint8, open_image, resize_and_crop, to_rgb, uint8_to_signed
 
 PathLike = Union[str, "os.PathLike[str]"]
 Item = Dict[str, Union[torch.Tensor, int]]
 
-__all__ = ["Sample", "ImageMaskDataset", "ProceduralDataset", "check_split", "download_hint"]
+__all__ = ["Sample", "ImageMaskDataset", "Pixels", "ProceduralDataset", "check_split", "download_hint"]
 
 SPLITS: Tuple[str, ...] = ("train", "val", "test")
 
@@ -89,6 +96,8 @@ class ImageMaskDataset(Dataset):
             )
         #: whether items carry a ``"mask"`` key
         self.has_masks: bool = len(self.samples) > 0 and with_masks == len(self.samples)
+        #: decoded items kept in memory (:meth:`enable_cache`); ``None``: every item is decoded
+        self.cache: Optional[ImageCache] = None
 
     # ----------------------------------------------------------------- subclass hooks
     def required_paths(self) -> List[str]:
@@ -136,29 +145,117 @@ class ImageMaskDataset(Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
-    def __getitem__(self, index: int) -> Item:
+    def _check_index(self, index: int) -> int:
         n = len(self.samples)
         if not -n <= index < n:
             raise IndexError(f"index {index} out of range for {self.name} split {self.split!r} of {n} images")
-        index = int(index) % n
-        sample = self.samples[index]
+        return int(index) % n
+
+    def load(self, index: int, with_mask: bool = True) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """Decode item ``index``: uint8 image (3, S, S) and uint8 0 / 1 mask (1, S, S) or ``None``.
+
+        The official geometry (spec section 4) without the float conversion. With
+        ``with_mask=False`` the mask file is not opened at all (training), so the
+        image / mask size check is left to the reads that do use the mask.
+        """
+        sample = self.samples[self._check_index(index)]
         image = open_image(sample.image, "image")
-        foreground = None
-        if sample.mask is not None:
-            foreground = self.read_mask(sample.mask)
-            height, width = foreground.shape
-            check_same_size(sample.image, image.size, sample.mask, (width, height))
-        image_t, mask_t = preprocess_pair(image, foreground, self.image_size)
-        item: Item = {"image": image_t, "index": index}
-        if mask_t is not None:
-            item["mask"] = mask_t
+        pixels = image_to_uint8(resize_and_crop(to_rgb(image), self.image_size))
+        if sample.mask is None or not with_mask:
+            return pixels, None
+        foreground = self.read_mask(sample.mask)
+        height, width = foreground.shape
+        check_same_size(sample.image, image.size, sample.mask, (width, height))
+        return pixels, mask_to_uint8(foreground, self.image_size)
+
+    def read_pixels(self, index: int, with_mask: bool = True) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """:meth:`load`'s output, from the cache where it holds the item (never stored here)."""
+        index = self._check_index(index)
+        with_mask = with_mask and self.has_masks
+        cache = self.cache
+        if cache is not None and cache.holds(index, with_mask=with_mask):
+            return cache.images[index], (cache.masks[index] if with_mask else None)
+        return self.load(index, with_mask=with_mask)
+
+    def __getitem__(self, index: int) -> Item:
+        index = self._check_index(index)
+        pixels, mask = self.read_pixels(index)
+        item: Item = {"image": uint8_to_signed(pixels), "index": index}
+        if mask is not None:
+            item["mask"] = mask.float()
         return item
+
+    # ----------------------------------------------------------------- training view and cache
+    def pixels(self, with_masks: bool = False) -> "Pixels":
+        """This split as uint8 items; ``with_masks=False`` (training) never decodes a mask."""
+        return Pixels(self, with_masks)
+
+    def cache_bytes(self, n_images: Optional[int] = None, n_masks: Optional[int] = None) -> int:
+        """Bytes that caching ``n_images`` images and ``n_masks`` masks takes (default: all)."""
+        n = len(self)
+        n_images = n if n_images is None else min(int(n_images), n)
+        n_masks = (n if self.has_masks else 0) if n_masks is None else min(int(n_masks), n)
+        return cache_bytes(n_images, self.image_size, n_masks if self.has_masks else 0)
+
+    def enable_cache(self) -> ImageCache:
+        """Keep decoded items in memory from now on (a new :class:`ImageCache` unless one exists)."""
+        if self.cache is None or len(self.cache) != len(self) or self.cache.image_size != self.image_size:
+            self.cache = ImageCache(len(self), self.image_size, 1 if self.has_masks else 0)
+        return self.cache
+
+    def __getstate__(self) -> Dict:
+        # A loader worker started by pickling (spawn, forkserver) receives no cache: only
+        # the main process reads and fills it (redo_lib.training.data.fill_cache).
+        state = self.__dict__.copy()
+        state["cache"] = None
+        return state
 
     def __repr__(self) -> str:
         return (
             f"{type(self).__name__}(split={self.split!r}, images={len(self)}, "
             f"image_size={self.image_size}, has_masks={self.has_masks}, root={os.fspath(self.root)!r})"
         )
+
+
+class Pixels(Dataset):
+    """A view of an :class:`ImageMaskDataset` whose items are uint8 pixels.
+
+    Items: ``{"image": uint8 (3, S, S), "index": i}``, plus ``"mask"`` uint8 (1, S, S) with
+    ``with_masks=True`` on a split that has masks. The training view (``with_masks=False``)
+    never opens a mask file: training uses none, and a Flowers segmentation costs as much
+    to decode as its image. Items come from the source's cache where it holds them.
+    Pixels go to the device as uint8 and become float32 there
+    (:func:`~redo_lib.data.transforms.uint8_to_signed`), with the same values as the
+    source's float items.
+    """
+
+    def __init__(self, source: ImageMaskDataset, with_masks: bool = False) -> None:
+        self.source = source
+        self.with_masks = bool(with_masks) and source.has_masks
+        self.has_masks = self.with_masks
+        self.name = source.name
+        self.split = source.split
+        self.image_size = source.image_size
+        self.n_regions = source.n_regions
+
+    @property
+    def cache(self) -> Optional[ImageCache]:
+        """The source's cache (``None`` when caching is off)."""
+        return self.source.cache
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def __getitem__(self, index: int) -> Item:
+        index = self.source._check_index(index)
+        pixels, mask = self.source.read_pixels(index, with_mask=self.with_masks)
+        item: Item = {"image": pixels, "index": index}
+        if mask is not None:
+            item["mask"] = mask
+        return item
+
+    def __repr__(self) -> str:
+        return f"Pixels({self.source!r}, with_masks={self.with_masks})"
 
 
 class ProceduralDataset(Dataset):

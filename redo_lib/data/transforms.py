@@ -7,11 +7,18 @@ those steps exactly (same output size rule, same crop offsets, same float32 arit
 torchvision) without building torchvision transforms, and adds the checks the official
 loaders lack: readable files, RGB conversion of grayscale / CMYK / palette images, and
 image and mask of the same size.
+
+The official pipeline has no random augmentation: every step is a deterministic function
+of the file. The data layer therefore splits it in two: the *decode* half (file -> resized,
+cropped ``uint8`` pixels: :func:`image_to_uint8`, :func:`mask_to_uint8`), whose output
+:class:`~redo_lib.data.cache.ImageCache` may keep in memory, and the *value* half
+(:func:`uint8_to_signed`: ``uint8`` -> float32 in ``[-1, 1]``), run on every batch, after
+the cache. A random augmentation, if one is ever added, belongs after the cache too.
 """
 from __future__ import annotations
 
 import os
-from typing import Tuple, Union
+from typing import Dict, Tuple, Union
 
 import numpy as np
 import torch
@@ -27,7 +34,10 @@ __all__ = [
     "resize_and_crop",
     "open_image",
     "to_rgb",
+    "image_to_uint8",
+    "uint8_to_signed",
     "image_to_tensor",
+    "mask_to_uint8",
     "mask_to_tensor",
     "first_channel_unit",
     "check_same_size",
@@ -96,19 +106,52 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image if image.mode == "RGB" else image.convert("RGB")
 
 
+def image_to_uint8(image: Image.Image) -> torch.Tensor:
+    """RGB PIL image -> uint8 tensor (3, H, W): the pixels, before any arithmetic."""
+    array = np.asarray(to_rgb(image), dtype=np.uint8)
+    return torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous()
+
+
+_SIGNED_TABLES: Dict[torch.device, torch.Tensor] = {}
+
+
+def _signed_table(device: torch.device) -> torch.Tensor:
+    """The 256 values of :func:`uint8_to_signed`, computed on the CPU, kept on ``device``."""
+    table = _SIGNED_TABLES.get(device)
+    if table is None:
+        table = uint8_to_signed(torch.arange(256, dtype=torch.uint8)).to(device)
+        _SIGNED_TABLES[device] = table
+    return table
+
+
+def uint8_to_signed(pixels: torch.Tensor) -> torch.Tensor:
+    """uint8 pixels -> float32 in ``[-1, 1]``, as ``(x / 255) * 2 - 1``.
+
+    Bit for bit what the official ``ToTensor()`` followed by ``img * 2 - 1`` gives (spec
+    section 4). On the CPU the arithmetic runs as written. On another device (a batch
+    sent to the GPU as uint8, a quarter of the float32 bytes) the values come from a
+    256-entry table computed by that same CPU arithmetic: CUDA divides by a scalar as a
+    multiplication by its reciprocal, which can differ in the last bit, and a table makes
+    the GPU's tensors equal to the CPU's by construction.
+    """
+    if pixels.dtype != torch.uint8:
+        raise TypeError(f"uint8_to_signed expects uint8 pixels, got {pixels.dtype}")
+    if pixels.device.type == "cpu":
+        return pixels.float().div_(255).mul_(2).sub_(1)
+    return _signed_table(pixels.device)[pixels.long()]
+
+
 def image_to_tensor(image: Image.Image) -> torch.Tensor:
     """RGB PIL image -> float32 tensor (3, H, W) in ``[-1, 1]``.
 
-    Computed as ``(x / 255) * 2 - 1`` in float32, bit for bit what the official
-    ``ToTensor()`` followed by ``img * 2 - 1`` gives.
+    :func:`uint8_to_signed` of :func:`image_to_uint8`: ``(x / 255) * 2 - 1`` in float32,
+    bit for bit what the official ``ToTensor()`` followed by ``img * 2 - 1`` gives.
     """
-    array = np.asarray(to_rgb(image), dtype=np.uint8)
-    tensor = torch.from_numpy(array.copy()).permute(2, 0, 1).float().div_(255)
-    return tensor.mul_(2).sub_(1)
+    return uint8_to_signed(image_to_uint8(image))
 
 
-def mask_to_tensor(foreground: np.ndarray, size: int) -> torch.Tensor:
-    """Boolean (H, W) foreground array -> float32 (1, S, S) tensor of 0 / 1.
+def mask_to_uint8(foreground: np.ndarray, size: int) -> torch.Tensor:
+    """Boolean (H, W) foreground array -> uint8 (1, S, S) tensor of 0 / 1.
 
     The mask goes through :func:`resize_and_crop` exactly like its image.
     """
@@ -116,7 +159,12 @@ def mask_to_tensor(foreground: np.ndarray, size: int) -> torch.Tensor:
         raise ValueError(f"a mask must be 2-D (H, W), got shape {foreground.shape}")
     image = Image.fromarray(np.where(foreground, 255, 0).astype(np.uint8), mode="L")
     array = np.asarray(resize_and_crop(image, size)) > 127
-    return torch.from_numpy(array).float().unsqueeze(0)
+    return torch.from_numpy(array.astype(np.uint8)).unsqueeze(0)
+
+
+def mask_to_tensor(foreground: np.ndarray, size: int) -> torch.Tensor:
+    """Boolean (H, W) foreground array -> float32 (1, S, S) tensor of 0 / 1 (:func:`mask_to_uint8`)."""
+    return mask_to_uint8(foreground, size).float()
 
 
 def first_channel_unit(image: Image.Image) -> np.ndarray:
