@@ -216,3 +216,21 @@ def test_loader_speed_script_prints_one_json_line(flowers_root, capsys):
     assert result["first_epoch_images_per_s"] > 0 and result["images_per_s"] > 0
     assert script.main(["--dataset", "flowers", "--data-root", str(flowers_root / "nowhere"), "--json"]) == 2
     assert "error: " in capsys.readouterr().err
+
+
+def test_a_corrupt_file_met_by_a_worker_gives_its_one_line_message(tmp_path, monkeypatch):
+    from redo_lib.data import CorruptFileError
+
+    make_flowers_photos(tmp_path, n_train=8, short_side=40)
+    (tmp_path / "jpg" / "image_00003.jpg").write_bytes(b"not a jpeg")
+    monkeypatch.setattr(pipeline, "MIN_ITEMS_FOR_WORKERS", 1)
+    dataset = _cached(tmp_path)
+    dataset.cache.fill_workers = 1
+    with pytest.raises(CorruptFileError) as caught:
+        fill_cache(dataset, range(8), with_masks=False)
+    message = str(caught.value)
+    assert "\n" not in message and "image_00003.jpg" in message and "corrupt" in message
+    plain = BatchFetcher(_split(tmp_path), BatchStream(8, 8), torch.device("cpu"), num_workers=1)
+    with pytest.raises(CorruptFileError, match=r"^cannot read image file .*image_00003\.jpg") as caught:
+        plain.next()
+    assert "\n" not in str(caught.value)

@@ -34,6 +34,7 @@ from tqdm.auto import tqdm
 
 from ..config import TrainConfig
 from ..data.base import ImageMaskDataset, Pixels
+from ..data.errors import DataError
 from ..data.transforms import uint8_to_signed
 
 __all__ = [
@@ -170,6 +171,21 @@ def to_device(images: torch.Tensor, device: torch.device, non_blocking: bool = F
     return uint8_to_signed(images) if images.dtype == torch.uint8 else images
 
 
+def _worker_error(error: DataError) -> DataError:
+    """``error`` (raised in a loader worker) with its own one-line message again.
+
+    PyTorch re-raises a worker's exception in the main process with the worker's whole
+    traceback as the message; the data layer's messages (which file, what to do) are its
+    last line, and the command line prints the message as ``error: ...``.
+    """
+    text = str(error)
+    for prefix in (f"{type(error).__module__}.{type(error).__qualname__}: ", f"{type(error).__name__}: "):
+        at = text.rfind(prefix)
+        if at >= 0:
+            return type(error)(text[at + len(prefix):].strip())
+    return error
+
+
 class _StreamSampler:
     """Batch sampler for a DataLoader: the stream's future batches (an endless iterator)."""
 
@@ -229,7 +245,10 @@ class BatchFetcher:
                 fill_cache(self.dataset, range(len(self.dataset)), with_masks=False)
             images = cache.images_at(self.stream.next_indices(), pin_memory=self.pin)
         elif self.num_workers > 0:
-            images = next(self._loader_iter())["image"]
+            try:
+                images = next(self._loader_iter())["image"]
+            except DataError as error:
+                raise _worker_error(error) from None
             self.stream.advance()
         else:
             images = _fetch(self.dataset, self.stream.next_indices())["image"]
@@ -247,7 +266,10 @@ def _plain_batches(dataset: Dataset, batch_size: int, indices: List[int], num_wo
     loader = DataLoader(Subset(dataset, indices), batch_size=batch_size, shuffle=False,
                         num_workers=num_workers, pin_memory=pin_memory, collate_fn=collate_items,
                         generator=torch.Generator())  # own generator: the global RNG is not touched
-    yield from loader
+    try:
+        yield from loader
+    except DataError as error:
+        raise _worker_error(error) from None
 
 
 def _cached_source(dataset: Dataset) -> Optional[ImageMaskDataset]:
