@@ -202,6 +202,14 @@ def test_cli_flag_turns_the_cache_off():
     assert _train_config(args)[0].train.cache_images is True
 
 
+def test_the_cache_option_may_change_when_a_run_resumes():
+    from redo_lib.training.checkpoint import check_resumable
+
+    changed = ReDOConfig()
+    changed.train.cache_images = False
+    check_resumable(ReDOConfig(), changed)  # same steps computed: no CheckpointError
+
+
 # ----------------------------------------------------------------------------- the benchmark
 def test_loader_speed_script_prints_one_json_line(flowers_root, capsys):
     spec = importlib.util.spec_from_file_location("loader_speed", ROOT / "benchmarks" / "loader_speed.py")
