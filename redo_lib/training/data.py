@@ -285,8 +285,8 @@ def fill_cache(dataset: Dataset, indices: Iterable[int], *, with_masks: bool) ->
 
     The first pass: the pixels (and, with ``with_masks``, the masks) of the missing items
     are decoded by the cache's ``fill_workers`` loader workers (in this process for fewer
-    than :data:`MIN_ITEMS_FOR_WORKERS` items), with a progress bar when the cache's
-    ``progress`` is set. Only this (the main) process writes to the cache. Returns the
+    than :data:`MIN_ITEMS_FOR_WORKERS` items, without a progress bar), with a progress bar
+    when the cache's ``progress`` is set. Only this (the main) process writes to the cache. Returns the
     number of items decoded (0 when the cache already held them all).
     """
     source = _cached_source(dataset)
@@ -299,7 +299,7 @@ def fill_cache(dataset: Dataset, indices: Iterable[int], *, with_masks: bool) ->
     workers = cache.fill_workers if len(missing) >= MIN_ITEMS_FOR_WORKERS else 0
     view = source.pixels(with_masks=with_masks)
     what = "images and masks" if view.with_masks else "images"
-    with tqdm(total=len(missing), unit="img", leave=False, disable=not cache.progress,
+    with tqdm(total=len(missing), unit="img", leave=False, disable=not cache.progress or workers == 0,
               desc=f"{source.name} {source.split}: first pass, {what} into memory") as bar:
         for batch in _plain_batches(view, FILL_BATCH, missing, workers, pin_memory=False):
             cache.store(batch["index"], batch["image"], batch.get("mask"))
