@@ -1,8 +1,9 @@
 """IEM: segmentation by Inpainting Error Maximization, a baseline with nothing learned.
 
 Savarese, Kim, Maire, Shakhnarovich and McAllester, "Information-Theoretic Segmentation
-by Inpainting Error Maximization", CVPR 2021. Written from the paper's description (and
-the summary in ``shared/reference/related-tricks.md``), not from the authors' code.
+by Inpainting Error Maximization", CVPR 2021. Written from the method's published
+description (the paper's abstract and project page, the authors' README for the default
+values, and the summary in ``shared/reference/related-tricks.md``), not from their code.
 
 The idea: a good foreground / background split makes each region hard to predict from
 the other (the two sets of pixels share little information). IEM fixes a cheap inpainter
@@ -25,7 +26,8 @@ region ``visible`` predict every pixel as
 
 with :math:`G` a Gaussian blur (applied ``blur_passes`` times). A constant image is
 reproduced exactly wherever a visible pixel lies within the blur's reach; farther away
-(where :math:`G * V` vanishes) the prediction is the visible region's mean colour.
+(where :math:`G * V` vanishes) the prediction is the visible region's mean colour (this
+fallback is this implementation's choice; the description does not say).
 
 The search (a fixed number of steps, from a centred square):
 
@@ -44,7 +46,7 @@ of steps in proportion to the side; the boundary width stays one pixel, the init
 square's margin stays a fraction of the side).
 
 Published (the ReDO splits and metric, 128 x 128): Flowers accuracy 0.883 / IoU 0.768,
-CUB 0.886 / 0.522 (IEM's Table 1; before its optional learned refinement).
+CUB 0.886 / 0.522 (IEM alone, before the paper's optional learned refinement).
 """
 from __future__ import annotations
 
@@ -82,7 +84,7 @@ REACH_EPS = 1e-6
 
 @dataclass(frozen=True)
 class IEMConfig:
-    """IEM's hyper-parameters; the defaults are the paper's, for 128 x 128 images.
+    """IEM's hyper-parameters; the defaults are the authors' (README defaults), for 128 x 128 images.
 
     * ``sigma`` (5.0) and ``kernel_size`` (11): the inpainter's Gaussian blur, a
       ``kernel_size``-tap kernel (odd) of standard deviation ``sigma`` pixels;
