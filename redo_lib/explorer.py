@@ -140,7 +140,30 @@ def _import_widgets():
             "the interactive explorer needs ipywidgets: pip install 'redo-lib[widgets]' "
             "(or pip install ipywidgets)"
         ) from error
+    enable_colab_widgets()
     return ipywidgets
+
+
+def enable_colab_widgets() -> bool:
+    """On Google Colab, switch on its custom widget manager; elsewhere do nothing.
+
+    Colab renders its own preinstalled ipywidgets (7) out of the box, but ipywidgets 8
+    (what ``pip install 'redo-lib[widgets]'`` installs) only shows its controls once
+    ``google.colab.output.enable_custom_widget_manager()`` has run. Returns whether it ran.
+    """
+    import sys
+
+    if "google.colab" not in sys.modules:
+        return False
+    try:
+        from google.colab import output
+    except ImportError:  # pragma: no cover - a stub module named google.colab
+        return False
+    enable = getattr(output, "enable_custom_widget_manager", None)
+    if enable is None:  # an old Colab runtime: nothing to switch on
+        return False
+    enable()
+    return True
 
 
 ALL_REGIONS = -1  #: the region dropdown's value for "redraw every region"

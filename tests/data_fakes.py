@@ -353,6 +353,34 @@ class FakeServer:
         self.httpd.server_close()
 
 
+# ------------------------------------------------------------------------------ authors' weights
+def fake_official_archive(dataset: str = "flowers", part: str = "netM", seed: int = 0) -> Tuple[str, bytes]:
+    """``(file name, .tar.gz bytes)`` of a fabricated archive of the authors' weights.
+
+    It holds one ``<dataset>_<part>_state.pth`` in the official checkpoint format (an
+    ``options`` namespace and one state dict per network, with the official key layout and
+    random values: ``tests.test_pretrained.fabricate``), as the official Google Drive
+    folder's archives do. Only ``part="netM"`` (F alone) is supported: F keeps its official
+    size (about 0.3 M parameters), and the widths of the networks the file does not hold
+    are shrunk in its options, so that building the model around it takes milliseconds.
+    """
+    import torch
+
+    from redo_lib.pretrained import official_archive_name
+    from tests.test_pretrained import fabricate
+
+    if part != "netM":
+        raise ValueError("only the netM archive (F alone) is fabricated: the others are full-size")
+    checkpoint = fabricate(dataset, networks=("netEncM",), seed=seed)
+    options = checkpoint["options"]
+    options.nfX = options.nfD = options.nfZ = 4
+    options.useSelfAttG = options.useSelfAttD = False
+    buffer = io.BytesIO()
+    torch.save(checkpoint, buffer)
+    name = official_archive_name(dataset, part)
+    return name, tar_gz({name.replace(".tar.gz", ".pth"): buffer.getvalue()})
+
+
 # ------------------------------------------------------------------------------ photo-like Flowers
 def photo_like(width: int, height: int, rng: np.random.Generator, noise: float = 6.0) -> np.ndarray:
     """(H, W, 3) uint8 with a photo's statistics for a JPEG coder: smooth colour regions
