@@ -3,7 +3,8 @@
 #
 #   1. environment report (Python, torch, CUDA, cuDNN, GPU name, compute capability, memory,
 #      the mixed-precision choice of redo_lib.utils.amp_choice);
-#   2. benchmarks/train_step.py, Flowers preset (128 x 128, self-attention) at batch 25:
+#   2. benchmarks/train_step.py, Flowers preset (128 x 128, self-attention) at the preset's
+#      batch size (20, the official code's default; see TrainConfig.batch_size):
 #      float32 (the "plain" path: official semantics, TF32 off), AMP and AMP + torch.compile
 #      (the "fast" path), each with iterations per second and peak GPU memory;
 #   3. a 1,000-iteration run of the `synthetic` preset on the GPU (redo train) and its test
@@ -33,10 +34,13 @@ import json
 import sys
 from pathlib import Path
 
+from redo_lib.config import get_preset
+
 out, readme = Path(sys.argv[1]), Path(sys.argv[2])
+BATCH = get_preset("flowers").train.batch_size  # the batch size the measurements ran at
 HEADER = "## GPU check results (`gpu_check.sh`)"
-COLUMNS = ["date", "GPU (capability)", "torch / CUDA", "Flowers b25 float32", "Flowers b25 AMP",
-           "Flowers b25 AMP + compile", "synthetic 1,000 it.: time, test IoU"]
+COLUMNS = ["date", "GPU (capability)", "torch / CUDA", f"Flowers b{BATCH} float32", f"Flowers b{BATCH} AMP",
+           f"Flowers b{BATCH} AMP + compile", "synthetic 1,000 it.: time, test IoU"]
 
 
 def read(name):
@@ -111,7 +115,7 @@ else:
     section = [
         HEADER, "",
         "Rows appended by `bash benchmarks/gpu_check.sh` (one per run). Flowers: "
-        "`train_step.py --preset flowers --batch-size 25`; float32 is the plain path (official "
+        f"`train_step.py --preset flowers --batch-size {BATCH}` (the preset's); float32 is the plain path (official "
         "semantics, TF32 off), AMP and AMP + compile the fast path (with channels-last); peak "
         "memory is `torch.cuda.max_memory_allocated`. Synthetic: `redo train --preset synthetic-flat "
         "--steps 1000` on the GPU, then `redo evaluate --split test` of its best.pt.", "",
@@ -210,7 +214,8 @@ if command -v nvidia-smi > /dev/null; then
     nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | sed 's/^/  nvidia-smi: /'
 fi
 
-BENCH=("$PYTHON" benchmarks/train_step.py --preset flowers --batch-size 25 --device cuda --json)
+FLOWERS_BATCH=$("$PYTHON" -c 'from redo_lib.config import get_preset; print(get_preset("flowers").train.batch_size)')
+BENCH=("$PYTHON" benchmarks/train_step.py --preset flowers --batch-size "$FLOWERS_BATCH" --device cuda --json)
 run_step flowers_float32 100 "${BENCH[@]}" --paths plain --steps 10 --warmup 2
 run_step flowers_amp 60 "${BENCH[@]}" --paths fast --steps 20 --warmup 3
 run_step flowers_amp_compile 180 "${BENCH[@]}" --paths fast --compile --steps 20 --warmup 5

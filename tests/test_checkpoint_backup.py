@@ -307,3 +307,29 @@ def test_cli_resume_from_the_backup_reads_last_pt_once(tmp_path, capsys, monkeyp
     code = main([*argv, "--out", str(tmp_path / "other"), "--steps", "4"])
     assert code == 2 and "already holds a run" in one_error_line(capsys.readouterr().err)
     assert json.loads((backup / "metrics.jsonl").read_text().splitlines()[0])["event"] == "start"
+
+
+def test_a_full_disk_while_logging_is_the_same_one_line_error_and_a_cut_line_is_closed(tmp_path, monkeypatch):
+    import builtins
+
+    import redo_lib.training.trainer as trainer_module
+
+    out = tmp_path / "run"
+    make_trainer(out, make_config(steps=2, eval_every=2)).fit()
+    real_open = builtins.open
+
+    def full(path, mode="r", *args, **kwargs):
+        if str(path).endswith("metrics.jsonl") and "a" in mode:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_open(path, mode, *args, **kwargs)
+
+    monkeypatch.setattr(trainer_module, "open", full, raising=False)
+    with pytest.raises(CheckpointSaveError, match=r"could not write .*metrics\.jsonl: No space left"):
+        make_trainer(out, make_config(steps=4, eval_every=2), resume=True).fit()
+    monkeypatch.undo()
+    with open(out / "metrics.jsonl", "a") as handle:
+        handle.write('{"step": 3, "cut by a ki')  # a line cut half-way
+    make_trainer(out, make_config(steps=4, eval_every=2), resume=True).fit()
+    lines = (out / "metrics.jsonl").read_text().splitlines()
+    assert lines[-3] == '{"step": 3, "cut by a ki'  # on a line of its own; the records after it are whole
+    assert json.loads(lines[-1])["step"] == 4 and json.loads(lines[-2])["event"] == "resume"

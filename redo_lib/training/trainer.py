@@ -43,6 +43,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -151,6 +152,20 @@ def resolve_device(name: str, dist: Optional[DistInfo] = None) -> torch.device:
 def _atomic_text(path: Path, text: str) -> None:
     data = text.encode("utf-8")
     _atomic_write(path, lambda handle: handle.write(data), needed=len(data))
+
+
+def _end_with_newline(path: Path) -> None:
+    """Terminate a cut last line, so that the next record starts a line of its own."""
+    try:
+        with open(path, "rb+") as handle:
+            handle.seek(0, os.SEEK_END)
+            if handle.tell() == 0:
+                return
+            handle.seek(-1, os.SEEK_END)
+            if handle.read(1) != b"\n":
+                handle.write(b"\n")
+    except FileNotFoundError:
+        pass
 
 
 def _match_adam_implementation(optimizer: torch.optim.Optimizer, fused: bool) -> None:
@@ -343,6 +358,8 @@ class Trainer:
         self._resumed = resume and found is not None
         if not self._resumed and self.write_files and (self.out / "metrics.jsonl").exists():
             (self.out / "metrics.jsonl").unlink()  # from an attempt that never saved a checkpoint
+        if self._resumed and self.write_files:
+            _end_with_newline(self.out / "metrics.jsonl")  # a line cut by a full disk or a kill
         if tensorboard and self.write_files:
             self._writer = self._open_tensorboard()
 
@@ -577,10 +594,16 @@ class Trainer:
     def _append_metrics(self, record: Dict[str, Any]) -> None:
         if not self.write_files:
             return
-        self.out.mkdir(parents=True, exist_ok=True)
-        with open(self.out / "metrics.jsonl", "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(record, allow_nan=True) + "\n")
-            handle.flush()
+        line = json.dumps(record, allow_nan=True) + "\n"
+        path = self.out / "metrics.jsonl"
+        try:
+            self.out.mkdir(parents=True, exist_ok=True)
+            with open(path, "a", encoding="utf-8") as handle:
+                handle.write(line)
+                handle.flush()
+        except OSError as error:  # a full disk: the same one-line message as a checkpoint
+            free = shutil.disk_usage(self.out).free if self.out.is_dir() else None
+            raise CheckpointSaveError(path, len(line.encode("utf-8")), free, error) from error
 
     def _collapsed(self, scores) -> bool:
         threshold = self.tc.auto_restart
