@@ -333,3 +333,18 @@ def test_a_full_disk_while_logging_is_the_same_one_line_error_and_a_cut_line_is_
     lines = (out / "metrics.jsonl").read_text().splitlines()
     assert lines[-3] == '{"step": 3, "cut by a ki'  # on a line of its own; the records after it are whole
     assert json.loads(lines[-1])["step"] == 4 and json.loads(lines[-2])["event"] == "resume"
+
+
+def test_checkpoint_sizes_script_prints_json(capsys):
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "checkpoint_sizes.py"
+    spec = importlib.util.spec_from_file_location("checkpoint_sizes_bench", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.main(["--preset", "synthetic-flat", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)["synthetic-flat"]
+    assert result["parameters"] == 687_129  # the preset's four networks
+    # float32 weights, plus both Adam moments in last.pt
+    assert 4 * result["parameters"] < result["best"] < 1.1 * 4 * result["parameters"]
+    assert 12 * result["parameters"] < result["last"] < 1.1 * 12 * result["parameters"]
