@@ -305,7 +305,8 @@ class Trainer:
         self.images_seen = 0
         self.last_saved_step: Optional[int] = None
         self.backup = Path(self.tc.backup_dir) if self.tc.backup_dir else None
-        self._backup_last_step: Optional[int] = None  # the step of backup_dir/last.pt, if known
+        self._saved_iteration: Optional[int] = None  # the iteration of out/last.pt (unique across restarts)
+        self._backup_iteration: Optional[int] = None  # the iteration of backup_dir/last.pt, if known
         self._evaluations_since_backup = 0
         self._metrics_backup_size: Optional[int] = None
         self.resumed_from: Optional[Path] = None
@@ -655,7 +656,10 @@ class Trainer:
         else:
             self._collective_write(lambda: None)
         self._evaluations_since_backup += 1
-        self._collective_write(lambda: self._backup(last=self._evaluations_since_backup >= self.tc.backup_every))
+        due = self._evaluations_since_backup >= self.tc.backup_every
+        self._collective_write(lambda: self._backup(last=due))
+        if due:
+            self._evaluations_since_backup = 0
         return False
 
     def _log_scores(self, record, scores) -> None:
@@ -779,7 +783,7 @@ class Trainer:
                     if folder is not None:
                         atomic_save(slim, folder / "best.pt")
             atomic_save(state, self.out / "last.pt")
-            self.last_saved_step = self.step
+            self.last_saved_step, self._saved_iteration = self.step, self.iterations
 
         try:
             self._collective_write(write)
@@ -805,12 +809,11 @@ class Trainer:
     def _backup_last(self) -> None:
         """Copy ``out/last.pt`` to ``backup_dir`` unless the copy there is already of its step."""
         source = self.out / "last.pt"
-        if self.backup is None or self.last_saved_step is None or not source.is_file():
+        if self.backup is None or self._saved_iteration is None or not source.is_file():
             return
-        if self._backup_last_step != self.last_saved_step or not (self.backup / "last.pt").is_file():
+        if self._backup_iteration != self._saved_iteration or not (self.backup / "last.pt").is_file():
             atomic_copy(source, self.backup / "last.pt")
-            self._backup_last_step = self.last_saved_step
-        self._evaluations_since_backup = 0
+            self._backup_iteration = self._saved_iteration
 
     def _final_backup(self, failed: bool) -> None:
         """At the end of :meth:`fit`: ``last.pt`` (and metrics) to ``backup_dir``.
@@ -825,7 +828,7 @@ class Trainer:
             return
         try:
             self._backup(last=True)
-            self.log(f"note: {self.backup} holds the last good checkpoint (step {self._backup_last_step})")
+            self.log(f"note: {self.backup} holds the last good checkpoint (iteration {self._backup_iteration})")
         except Exception as error:  # noqa: BLE001 - never mask the error that stopped the run
             self.log(f"warning: could not copy the last checkpoint to {self.backup}: {error}")
 
@@ -871,8 +874,9 @@ class Trainer:
             self.log(f"note: {path} was written by {len(rng)} process(es), now {self.dist.world_size}: "
                      "the random streams of the other processes are re-seeded")
         self.resumed_from = path
+        self._saved_iteration = self.iterations
         if from_backup:
-            self._backup_last_step = self.step
+            self._backup_iteration = self.iterations
             if self.write_files:
                 self._restore_from_backup(path.parent)
         where = (f"the backup {path} ({self.out} has no last.pt)" if from_backup else f"{path}")
