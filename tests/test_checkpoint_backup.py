@@ -348,3 +348,16 @@ def test_checkpoint_sizes_script_prints_json(capsys):
     # float32 weights, plus both Adam moments in last.pt
     assert 4 * result["parameters"] < result["best"] < 1.1 * 4 * result["parameters"]
     assert 12 * result["parameters"] < result["last"] < 1.1 * 12 * result["parameters"]
+
+
+def test_a_save_error_crosses_processes_whole(tmp_path):
+    """Under DDP the main process's error is broadcast (pickled) to the others."""
+    import pickle
+
+    error = CheckpointSaveError(tmp_path / "last.pt", 1_118_200_603, 52_000_000,
+                                OSError(errno.EDQUOT, "Disk quota exceeded"))
+    again = pickle.loads(pickle.dumps(error))
+    assert isinstance(again, CheckpointSaveError) and str(again) == str(error)
+    assert again.errno == errno.EDQUOT and again.needed == error.needed and again.free == error.free
+    assert "it needs about 1.1 GB" in str(error) and "has 52.0 MB free" in str(error)
+    assert "no earlier last.pt was there" in str(error)

@@ -99,9 +99,9 @@ class CheckpointSaveError(OSError):
 
     def __init__(self, path: Path, needed: Optional[int], free: Optional[int], cause: BaseException) -> None:
         code = getattr(cause, "errno", None)
-        super().__init__(code, str(cause))
-        self.path, self.needed, self.free, self.cause = Path(path), needed, free, cause
         reason = getattr(cause, "strerror", None) or str(cause) or type(cause).__name__
+        super().__init__(code, reason)
+        self.path, self.needed, self.free, self.cause = Path(path), needed, free, cause
         name = errno_codes.errorcode.get(code, "") if code is not None else ""
         need = "" if needed is None else f"; it needs about {format_bytes(needed)}"
         room = "" if free is None else f" and {self.path.parent} has {format_bytes(free)} free"
