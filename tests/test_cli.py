@@ -79,15 +79,26 @@ def test_redraw_writes_a_png(trained, tmp_path, capsys):
     assert output.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_resume_continues_to_the_new_total(tmp_path, capsys):
+def test_resume_continues_to_the_new_total(tmp_path, capsys, monkeypatch):
     out = tmp_path / "run"
     base = ["train", "--out", out, "--eval-every", 2, "--device", "cpu", "--quiet"]
     code, _, err = run(capsys, *base, "--preset", "synthetic-flat", "--steps", 2, "--batch-size", 4, *TINY, *SMALL_EVAL)
     assert code == 0, err
     code, _, err = run(capsys, *base, "--preset", "synthetic-flat", "--steps", 4)
     assert code == 2 and "--resume" in one_error_line(err)
+    reads = []
+    real_load = torch.load
+
+    def counting_load(f, *args, **kwargs):
+        reads.append(str(f))
+        return real_load(f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", counting_load)
     code, stdout, err = run(capsys, *base, "--resume", "--steps", 4)  # the stored configuration
+    monkeypatch.undo()
     assert code == 0, err
+    assert reads.count(str(out / "last.pt")) == 1  # read once: for the configuration and the trainer
+    assert f"resuming from {out / 'last.pt'} at step 2" in err
     assert "step 4" in stdout
     assert load_checkpoint(out / "last.pt")["step"] == 4
     events = [json.loads(line).get("event") for line in (out / "metrics.jsonl").read_text().splitlines()]
