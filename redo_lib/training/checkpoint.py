@@ -428,15 +428,15 @@ def checkpoint_sizes(config: ReDOConfig, folder: Optional[PathLike] = None) -> D
     config.train.device, config.train.compile, config.train.amp = "cpu", False, False
     config.train.backup_dir = ""
     n = config.train.batch_size * (1 + config.train.d_steps)
-    trainer = Trainer(config, tempfile.gettempdir(), RandomImages(n, config.model.image_size), None,
-                      progress=False, write_files=False, log=lambda message: None)
-    for optimizer in trainer.optimizers.values():  # Adam's moments exist after its first step
-        for group in optimizer.param_groups:
-            for p in group["params"]:
-                p.grad = torch.zeros_like(p)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
     with tempfile.TemporaryDirectory(dir=folder) as tmp:
+        trainer = Trainer(config, Path(tmp) / "run", RandomImages(n, config.model.image_size), None,
+                          progress=False, write_files=False, log=lambda message: None)
+        for optimizer in trainer.optimizers.values():  # Adam's moments exist after its first step
+            for group in optimizer.param_groups:
+                for p in group["params"]:
+                    p.grad = torch.zeros_like(p)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
         state = trainer.state_dict()
         sizes = {}
         for name, obj in (("last", state), ("best", exported_state(state))):
