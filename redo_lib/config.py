@@ -135,9 +135,9 @@ class TrainConfig:
     compile: bool = False  # torch.compile the networks
     # torch.compile backend of --compile: "inductor" (generated kernels), "aot_eager" or
     # "eager" (graph capture only: cheap, for tests and debugging), or any registered one.
-    # Known upstream bug (torch 2.14, pytorch/pytorch#197039): inductor fails in the D step's
-    # backward on spectrally normalised networks called twice before one backward; use
-    # "aot_eager" until it is fixed.
+    # Inductor works on the spectrally normalised networks: their power iterations run
+    # outside the compiled graphs (redo_lib.layers.SpectralNormConv2d). On the CPU it needs a
+    # C++ compiler (g++) and compiles for minutes before the first iteration.
     compile_backend: str = "inductor"
     # D step on the generator step's (detached) fakes instead of regenerating them:
     # ~16% faster, departs from the official loop (fakes one update older).

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import ModelConfig
-from .layers import SelfAttention, init_orthogonal, sn_conv
+from .layers import SelfAttention, init_orthogonal, own_power_iterations, power_iterations, sn_conv
 
 __all__ = ["ResidualDown", "ResidualEncoder", "Discriminator", "InformationNetwork"]
 
@@ -68,8 +68,16 @@ class ResidualEncoder(nn.Module):
         self.blocks = nn.ModuleList(blocks)
         self.attention = SelfAttention(nf, use_sn=use_sn) if self_attention else None
         self.out_features = widths[-1]
+        own_power_iterations(self)  # one power iteration per layer, all at the start of forward
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            power_iterations(self)  # outside torch.compile's graph (redo_lib.layers.SpectralNormConv2d)
+        return self.features(x)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The encoder without the power iterations (the caller's forward runs them first: one
+        graph break, at the top of the outermost forward, when compiled)."""
         x = self.blocks[0](x)
         if self.attention is not None:
             x = self.attention(x)
@@ -93,7 +101,9 @@ class Discriminator(ResidualEncoder):
         return net
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.linear(super().forward(x))
+        if self.training:
+            power_iterations(self)
+        return self.linear(self.features(x))
 
 
 class InformationNetwork(ResidualEncoder):
@@ -117,4 +127,6 @@ class InformationNetwork(ResidualEncoder):
         return net
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.linear(super().forward(x)).view(x.shape[0], self.n_regions, self.nz)
+        if self.training:
+            power_iterations(self)
+        return self.linear(self.features(x)).view(x.shape[0], self.n_regions, self.nz)

@@ -16,7 +16,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import ModelConfig
-from .layers import ConditionalInstanceNorm, SelfAttention, init_orthogonal, sn_conv
+from .layers import (ConditionalInstanceNorm, SelfAttention, init_orthogonal, own_power_iterations,
+                     power_iterations, sn_conv)
 
 __all__ = ["ResidualUp", "RegionGenerator", "RegionGenerators", "generator_widths"]
 
@@ -74,8 +75,12 @@ class RegionGenerator(nn.Module):
         self.attention = SelfAttention(widths[-2], use_sn=use_sn) if self_attention else None
         self.norm_out = ConditionalInstanceNorm(nf, nz)
         self.conv_out = sn_conv(nf + 1, out_channels, 3, bias=True, use_sn=use_sn)
+        own_power_iterations(self)
+        self.power_iteration_outside = False  # True inside RegionGenerators, which runs them
 
     def forward(self, mask: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        if self.training and not self.power_iteration_outside:
+            power_iterations(self)  # outside torch.compile's graph (redo_lib.layers.SpectralNormConv2d)
         x = self.dense(z).view(z.shape[0], -1, 4, 4)
         last = len(self.blocks) - 1
         for i, block in enumerate(self.blocks):
@@ -102,6 +107,7 @@ class RegionGenerators(nn.Module):
         self.generators = nn.ModuleList(
             RegionGenerator(image_size, nz, nf, self_attention, use_sn=use_sn) for _ in range(n_regions)
         )
+        own_power_iterations(self)  # the power iterations of the generators that run, at the start
 
     @classmethod
     def from_config(cls, cfg: ModelConfig) -> "RegionGenerators":
@@ -117,6 +123,8 @@ class RegionGenerators(nn.Module):
                 f"expected {self.n_regions} regions, got masks {tuple(masks.shape)} and z {tuple(z.shape)}"
             )
         wanted = range(self.n_regions) if regions is None else set(regions)
+        if self.training:  # outside torch.compile's graph (redo_lib.layers.SpectralNormConv2d)
+            power_iterations(*(g for k, g in enumerate(self.generators) if k in wanted))
         outputs = []
         for k, g in enumerate(self.generators):
             if k in wanted:

@@ -10,6 +10,8 @@
 """
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -18,6 +20,8 @@ from torch.nn.utils.parametrizations import spectral_norm
 __all__ = [
     "sn_conv",
     "SpectralNormConv2d",
+    "power_iterations",
+    "own_power_iterations",
     "sn_linear",
     "init_orthogonal",
     "ConditionalInstanceNorm",
@@ -42,49 +46,110 @@ def sn_conv(
 class SpectralNormConv2d(nn.Conv2d):
     """A spectrally normalised convolution, ``conv(x, W / sigma(W)) + b`` (Miyato et al. 2018).
 
-    The normalisation is torch's own parametrisation (same parameters, buffers ``_u`` /
+    The normalisation is that of torch's parametrisation (same parameters, buffers ``_u`` /
     ``_v`` and state-dict keys as ``spectral_norm(nn.Conv2d(...))``: converted official
-    weights and saved checkpoints load unchanged). What changes is where sigma divides:
-    a convolution is linear in its weight, so
+    weights and saved checkpoints load unchanged). Two things differ in *how* it runs:
 
-        conv(x, W / sigma) + b  ==  conv(x, W) / sigma + b,
+    1. **Where sigma divides.** A convolution is linear in its weight, so
 
-    and the layer divides whichever of the two is smaller. Deep in D and G the weights are
-    1024 x 1024 x 3 x 3 (9.4 M numbers) while the outputs are a batch of 4 x 4 or 8 x 8 maps:
-    dividing the weight (and, backwards, the weight-sized terms of the quotient rule) costs
-    more there than the convolution itself on a CPU. The power iteration, sigma and every
-    gradient are those of the parametrisation (equal up to float rounding; tested in
-    float64).
+           conv(x, W / sigma) + b  ==  conv(x, W) / sigma + b,
+
+       and the layer divides whichever of the two is smaller. Deep in D and G the weights are
+       1024 x 1024 x 3 x 3 (9.4 M numbers) while the outputs are a batch of 4 x 4 or 8 x 8
+       maps: dividing the weight (and, backwards, the weight-sized terms of the quotient
+       rule) costs more there than the convolution itself on a CPU.
+    2. **The power iteration runs outside the graph.** In training mode one power iteration
+       updates ``_u`` and ``_v`` in place (no gradient) before the convolution, in the
+       weight's dtype with autocast off (float32 under mixed precision: ``torch.mv`` is on
+       autocast's float16 / bfloat16 list), and outside ``torch.compile``'s graphs
+       (:func:`power_iterations`). The graph gets only sigma = u^T W v from copies of u and v
+       (``_u_now`` / ``_v_now``, non-persistent buffers: not in the state dict) that no later
+       power iteration writes to: D is called on reals and on fakes before one backward, and
+       a graph that saved the buffers themselves for its backward would find them modified
+       in place (inductor's error at the first D step). As in torch's parametrisation, the
+       gradient reaches W through sigma with u and v held constant.
+
+    Inside a network (:func:`own_power_iterations`) the network runs the power iterations of
+    all its layers once at the start of its forward, so that a compiled network is one graph;
+    a layer on its own runs its own. The power iteration, sigma and every gradient are those
+    of the parametrisation (equal up to float rounding; tested in float64).
     """
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         spectral_norm(self)
+        sn = self.parametrizations.weight[0]
+        self.register_buffer("_u_now", sn._u.clone(), persistent=False)
+        self.register_buffer("_v_now", sn._v.clone(), persistent=False)
+        # True when an enclosing network runs this layer's power iteration (own_power_iterations)
+        self.power_iteration_outside = False
+
+    def power_iteration(self) -> None:
+        """One power iteration of torch's ``_SpectralNorm._power_method`` (in place on ``_u``,
+        ``_v``), then fresh copies for the next forward. No gradient, autocast off."""
+        sn = self.parametrizations.weight[0]
+        weight = self.parametrizations.weight.original
+        with torch.no_grad(), _autocast_off(weight.device.type):
+            weight_mat = sn._reshape_weight_to_matrix(weight)
+            for _ in range(sn.n_power_iterations):
+                F.normalize(torch.mv(weight_mat, sn._v), dim=0, eps=sn.eps, out=sn._u)
+                F.normalize(torch.mv(weight_mat.H, sn._u), dim=0, eps=sn.eps, out=sn._v)
+            self._u_now = sn._u.clone(memory_format=torch.contiguous_format)
+            self._v_now = sn._v.clone(memory_format=torch.contiguous_format)
+
+    def sigma(self) -> torch.Tensor:
+        """sigma = u^T W v, differentiable in W (u, v constants), in the weight's dtype."""
+        sn = self.parametrizations.weight[0]
+        weight = self.parametrizations.weight.original
+        if self.training:
+            u, v = self._u_now, self._v_now
+        else:  # eval: u and v as they are (as loaded), never updated
+            u = sn._u.clone(memory_format=torch.contiguous_format)
+            v = sn._v.clone(memory_format=torch.contiguous_format)
+        with _autocast_off(weight.device.type):
+            return torch.vdot(u, torch.mv(sn._reshape_weight_to_matrix(weight), v))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        parametrization = self.parametrizations.weight
-        weight = parametrization.original
+        if self.training and not self.power_iteration_outside:
+            power_iterations(self)
+        weight = self.parametrizations.weight.original
+        sigma = self.sigma()
         n_out = x.shape[0] * self.out_channels * x.shape[-2] * x.shape[-1]  # stride 1, 'same' padding
         if n_out >= weight.numel():
-            return super().forward(x)  # self.weight: the parametrisation's W / sigma
-        sigma = _spectral_sigma(parametrization[0], weight)
+            return self._conv_forward(x, weight / sigma, self.bias)  # the parametrisation's W / sigma
         out = self._conv_forward(x, weight, None) / sigma
         return out if self.bias is None else out + self.bias.view(1, -1, 1, 1)
 
 
-def _spectral_sigma(sn: nn.Module, weight: torch.Tensor) -> torch.Tensor:
-    """sigma(W) exactly as ``torch.nn.utils.parametrizations._SpectralNorm.forward`` computes it.
+def _autocast_off(device_type: str):
+    """Autocast disabled on ``device_type`` (nothing to disable where autocast does not exist)."""
+    if torch.amp.is_autocast_available(device_type):
+        return torch.autocast(device_type, enabled=False)
+    return contextlib.nullcontext()
 
-    In training mode one power iteration first updates the buffers ``_u`` and ``_v`` (no
-    gradient); sigma = u^T W v then carries the gradient to W through u v^T only, as in the
-    parametrisation.
+
+@torch.compiler.disable
+def power_iterations(*modules: nn.Module) -> None:
+    """One spectral-norm power iteration for every :class:`SpectralNormConv2d` in ``modules``
+    that is in training mode. Runs eagerly, never inside a ``torch.compile`` graph."""
+    for module in modules:
+        for m in module.modules():
+            if isinstance(m, SpectralNormConv2d) and m.training:
+                m.power_iteration()
+
+
+def own_power_iterations(network: nn.Module) -> None:
+    """Hand the power iterations of ``network``'s layers to ``network``: its forward must call
+    :func:`power_iterations` on them (once, before using them) in training mode.
+
+    Equivalent to each layer running its own, since a power iteration depends only on its
+    layer's weight, which does not change during a forward; but a compiled network then
+    breaks its graph once, at the start, not at every layer. A layer of such a network called
+    on its own in training mode uses the last iteration's u and v.
     """
-    weight_mat = sn._reshape_weight_to_matrix(weight)
-    if sn.training:
-        sn._power_method(weight_mat, sn.n_power_iterations)
-    u = sn._u.clone(memory_format=torch.contiguous_format)
-    v = sn._v.clone(memory_format=torch.contiguous_format)
-    return torch.vdot(u, torch.mv(weight_mat, v))
+    for m in network.modules():
+        if m is not network and hasattr(m, "power_iteration_outside"):
+            m.power_iteration_outside = True  # its layers, and sub-networks that would run their own
 
 
 def sn_linear(in_features: int, out_features: int, *, use_sn: bool = True) -> nn.Module:
@@ -126,6 +191,8 @@ def _refresh_spectral_norm(layer: nn.Module, n_iterations: int = 15) -> None:
     with torch.no_grad():
         for _ in range(n_iterations):
             layer.weight
+        if isinstance(layer, SpectralNormConv2d):
+            layer._u_now, layer._v_now = sn._u.clone(), sn._v.clone()
     sn.train(was_training)
 
 
@@ -175,11 +242,13 @@ class SelfAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
-        # scaled_dot_product_attention's layout: (B, heads = 1, positions, channels); the 4-D
-        # form lets CUDA pick its fused kernels.
-        q = self.query(x).flatten(2).transpose(1, 2)[:, None]  # (B, 1, N, C/8): a query per position
-        k = F.max_pool2d(self.key(x), 2).flatten(2).transpose(1, 2)[:, None]  # (B, 1, N/4, C/8)
-        v = F.max_pool2d(self.value(x), 2).flatten(2).transpose(1, 2)[:, None]  # (B, 1, N/4, C/2)
+        # scaled_dot_product_attention's layout: (B, heads = 1, positions, channels), each made
+        # contiguous: CUDA's fused kernels need the last dimension's stride to be 1 (the
+        # transposed views have stride N or N/4 there, and the math path would store the whole
+        # N x N/4 matrix).
+        q = _positions_major(self.query(x))  # (B, 1, N, C/8): a query per position
+        k = _positions_major(F.max_pool2d(self.key(x), 2))  # (B, 1, N/4, C/8)
+        v = _positions_major(F.max_pool2d(self.value(x), 2))  # (B, 1, N/4, C/2)
         # Scores q k^T: (B, 1, N, N/4); the softmax runs over the last axis, the N/4 pooled key
         # positions, so each query's weights sum to 1 over the keys (the official code's
         # softmax over dim 1 of its (B, N/4, N) matrix). scale=1: no 1/sqrt(d) factor, as in SAGAN.
@@ -189,3 +258,8 @@ class SelfAttention(nn.Module):
         # channels-last and convert its weight at every call
         o = o[:, 0].transpose(1, 2).reshape(b, c // 2, h, w).contiguous()
         return self.gamma * self.out(o) + x
+
+
+def _positions_major(features: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) -> (B, 1, H * W, C), contiguous (channels last-dimension, stride 1)."""
+    return features.flatten(2).transpose(1, 2).contiguous()[:, None]

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
+from redo_lib.discriminator import Discriminator
 from redo_lib.layers import SpectralNormConv2d, sn_conv
 
 
@@ -32,7 +33,7 @@ def test_forward_backward_and_power_iteration_equal_the_parametrisation(shape, b
     expect_output_divided = shape[-1] == 2
     assert _output_is_divided(layer, x) == expect_output_divided
     xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
-    for _ in range(2):  # two calls: the second uses u, v advanced by the first
+    for _ in range(3):  # three calls: each uses u, v advanced by the one before
         ya, yb = layer(xa), reference(xb)
         torch.testing.assert_close(ya, yb, rtol=1e-10, atol=1e-12)
     grad = torch.randn_like(ya)
@@ -43,7 +44,9 @@ def test_forward_backward_and_power_iteration_equal_the_parametrisation(shape, b
     assert pa.keys() == pb.keys()
     for name in pa:
         torch.testing.assert_close(pa[name].grad, pb[name].grad, rtol=1e-10, atol=1e-12)
-    for name, buffer in layer.named_buffers():
+    persistent = {name: b for name, b in layer.state_dict().items() if name.endswith(("_u", "_v"))}
+    assert persistent.keys() == {name for name, _ in reference.named_buffers()}
+    for name, buffer in persistent.items():
         torch.testing.assert_close(buffer, dict(reference.named_buffers())[name], rtol=0, atol=0)
 
 
@@ -87,3 +90,32 @@ def test_sn_conv_builds_it_and_state_dict_keys_are_torchs():
     x = torch.randn(1, 8, 5, 5)
     layer.eval()  # no power iteration between the two calls
     torch.testing.assert_close(layer(x), F.conv2d(x, layer.weight, layer.bias, padding=1), rtol=1e-5, atol=1e-6)
+
+
+def test_a_network_running_its_layers_power_iterations_equals_each_layer_running_its_own():
+    """D runs all its layers' power iterations at the start of its forward (one graph break when
+    compiled); each layer on its own (tested against torch above) gives the same u, v, outputs
+    and gradients over several training-mode calls."""
+    torch.manual_seed(0)
+    net = Discriminator(32, nf=4).double().train()
+    per_layer = Discriminator(32, nf=4).double().train()
+    per_layer.load_state_dict(net.state_dict())
+    layers = [m for m in per_layer.modules() if isinstance(m, SpectralNormConv2d)]
+    assert layers and all(m.power_iteration_outside for m in layers)
+    for m in layers:
+        m.power_iteration_outside = False
+    x = torch.randn(3, 3, 32, 32, dtype=torch.float64)
+    for _ in range(3):
+        torch.testing.assert_close(net(x), _features(per_layer, x),
+                                   rtol=1e-12, atol=1e-12)
+    (net(x).sum() + net(-x).sum()).backward()
+    (_features(per_layer, x).sum() + _features(per_layer, -x).sum()).backward()
+    for (name, a), (_, b) in zip(net.named_parameters(), per_layer.named_parameters()):
+        torch.testing.assert_close(a.grad, b.grad, rtol=1e-10, atol=1e-12, msg=name)
+    for (name, a), (_, b) in zip(net.state_dict().items(), per_layer.state_dict().items()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
+
+
+def _features(d: Discriminator, x: torch.Tensor) -> torch.Tensor:
+    """D's forward without the network-level power iterations (each layer runs its own)."""
+    return d.linear(d.features(x))
