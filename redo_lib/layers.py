@@ -2,11 +2,15 @@
 
 - :func:`sn_conv` / :func:`sn_linear`: layers with optional spectral normalisation
   (Miyato et al. 2018), using :func:`torch.nn.utils.parametrizations.spectral_norm`;
-  :class:`SpectralNormConv2d` divides the smaller of weight and output by sigma.
+  :class:`SpectralNormConv2d` divides the smaller of weight and output by sigma, and runs
+  its power iteration in float32 outside ``torch.compile``'s graphs
+  (:func:`power_iterations`, :func:`own_power_iterations`: a network runs those of all its
+  layers at the start of its forward).
 - :func:`init_orthogonal`: the official initialisation (orthogonal, gain 0.8), applied to
   the *underlying* weight of spectrally normalised layers (as in the official code).
 - :class:`ConditionalInstanceNorm`: instance norm whose scale and shift are functions of z.
-- :class:`SelfAttention`: SAGAN self-attention with 2 x 2 max-pooled keys and values.
+- :class:`SelfAttention`: SAGAN self-attention with 2 x 2 max-pooled keys and values
+  (q, k, v contiguous for CUDA's fused attention kernels).
 """
 from __future__ import annotations
 
