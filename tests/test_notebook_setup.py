@@ -88,3 +88,29 @@ def test_set_repository_tool_agrees(repository):
     assert assigned(changed, "REPOSITORY_URL") == fork["REPOSITORY_URL"]
     assert assigned(changed, "REPOSITORY_BRANCH") == "dev"
     assert len(changed.splitlines()) == len(source.splitlines())
+
+
+def test_a_clone_that_fails_stops_with_one_message(tmp_path, monkeypatch):
+    """On Colab with an unpublished or private URL: no password prompt (GIT_TERMINAL_PROMPT=0)
+    and one line naming the URL, git's reason and what to edit, instead of a traceback."""
+    import subprocess
+    import types
+
+    source = first_code_source(NOTEBOOKS[0])
+    code = "\n".join(line for line in source.splitlines() if not line.startswith("%"))
+    calls = []
+
+    def failing_run(args, **kwargs):
+        calls.append((args, kwargs))
+        return subprocess.CompletedProcess(args, 128, "", "Cloning...\nfatal: repository 'x' not found\n")
+
+    monkeypatch.setattr(subprocess, "run", failing_run)
+    monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as stopped:
+        exec(compile(code, "set-up cell", "exec"), {})
+    message = str(stopped.value)
+    assert "cannot clone" in message and "fatal: repository 'x' not found" in message
+    assert "_config.yml" in message and "\n" not in message
+    (args, kwargs), = calls  # the clone only: nothing installed after a failed clone
+    assert args[:2] == ["git", "clone"] and kwargs["env"]["GIT_TERMINAL_PROMPT"] == "0"
