@@ -516,7 +516,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--device", default="auto")
     evaluate.add_argument("--num-workers", type=int, default=0, metavar="N")
     evaluate.add_argument("--amp", action="store_true",
-                          help="autocast on CUDA, same rule as training (bf16 on capability >= 8.0, else fp16)")
+                          help="autocast on CUDA (bf16 on capability >= 8.0, else fp16): faster, but masks near "
+                          "0.5 may flip; training's own evaluations, best.pt and metrics.jsonl are float32")
     evaluate.add_argument("--json", action="store_true", help="one JSON object on stdout")
     evaluate.set_defaults(func=cmd_evaluate)
 
