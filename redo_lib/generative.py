@@ -1,12 +1,13 @@
 r"""The generative process of ReDO (paper section 3).
 
 1. *Composition*: :math:`M = F(I)`, K soft masks that sum to 1 at every pixel.
-2. *Redrawing*: :math:`V_k = G_k(M_k, z_k)` with :math:`z_k \sim \mathcal{N}(0, I)`.
+2. *Redrawing*: :math:`G_k(M_k, z_k) = M_k \odot V_k` with :math:`z_k \sim \mathcal{N}(0, I)`,
+   where :math:`V_k` (the tanh output of the generator network) is the new appearance of
+   region k; the generator itself returns it already masked (the book's one definition).
 3. *Assembling*: region k redrawn, the others kept:
-   :math:`I^{(k)} = M_k \odot V_k + (1 - M_k) \odot I`.
+   :math:`I^{(k)} = G_k(M_k, z_k) + (1 - M_k) \odot I = M_k \odot V_k + (1 - M_k) \odot I`.
 
-The generators return :math:`M_k \odot V_k` already, so the composite of region k is
-``redraws[:, k] + (1 - masks[:, k]) * images``. The official code redraws *every* region at
+So the composite of region k is ``redraws[:, k] + (1 - masks[:, k]) * images``. The official code redraws *every* region at
 every step (correction 1): the K composites of each image are stacked into B*K fakes.
 The information network sees the *fully generated* image :math:`\sum_k M_k \odot V_k`.
 """
@@ -60,7 +61,7 @@ class Redraw:
 
     masks: torch.Tensor  # (B, K, H, W)
     z: torch.Tensor  # (B, K, nz)
-    redraws: torch.Tensor  # (B, K, 3, H, W), region k is G_k(M_k, z_k) * M_k
+    redraws: torch.Tensor  # (B, K, 3, H, W), region k is G_k(M_k, z_k) = M_k * V_k
     composites: torch.Tensor  # (B, K, 3, H, W), region k redrawn, the rest original
     regions: Optional[Sequence[int]] = None  # which regions were redrawn (None: all)
 

@@ -57,7 +57,8 @@ class ResidualUp(nn.Module):
 
 
 class RegionGenerator(nn.Module):
-    r"""One G_k: :math:`V_k = G_k(M_k, z_k)`, returned already multiplied by :math:`M_k`.
+    r"""One G_k: :math:`G_k(M_k, z_k) = M_k \odot V_k`, where :math:`V_k` is the network's tanh
+    output (the region's new appearance); the mask is applied here, once.
 
     Shapes: mask (B, 1, H, W), z (B, nz) -> (B, 3, H, W), zero where the mask is 0.
     """
