@@ -43,16 +43,19 @@ def _trainer(args: argparse.Namespace, path: str):
     config = benchmark_config(args.preset, args.batch_size, args.device, image_size=args.image_size, path=path,
                               amp=not args.no_amp, channels_last=not args.no_channels_last, compile=args.compile)
     trainer = benchmark_trainer(config, official_semantics=path == "plain")
-    # The Trainer turns TF32 on for CUDA; the plain path is float32 for real.
+    # Trainer.fit sets cudnn.benchmark and TF32 for its run (run_backend_flags); this script
+    # calls train_iteration directly, so it sets them itself: the plain path is float32 for real.
     trainer.bench_tf32 = path == "fast" and trainer.device.type == "cuda"
     _set_tf32(trainer)
     return trainer
 
 
 def _set_tf32(trainer) -> None:
-    """Apply the path's TF32 setting (global flags: set before each iteration for --interleave)."""
+    """Apply the path's TF32 setting (global flags: set before each iteration for --interleave)
+    and cudnn.benchmark on CUDA, as ``Trainer.fit`` runs."""
     import torch
 
+    torch.backends.cudnn.benchmark = trainer.device.type == "cuda"
     torch.backends.cuda.matmul.allow_tf32 = trainer.bench_tf32
     torch.backends.cudnn.allow_tf32 = trainer.bench_tf32
 
