@@ -47,15 +47,17 @@ def _trainer(args: argparse.Namespace, path: str):
     # calls train_iteration directly, so it sets them itself: the plain path is float32 for real.
     trainer.bench_tf32 = path == "fast" and trainer.device.type == "cuda"
     _set_tf32(trainer)
+    if trainer.device.type == "cuda":  # as Trainer.fit runs (both paths: it changes no result)
+        import torch
+
+        torch.backends.cudnn.benchmark = True
     return trainer
 
 
 def _set_tf32(trainer) -> None:
-    """Apply the path's TF32 setting (global flags: set before each iteration for --interleave)
-    and cudnn.benchmark on CUDA, as ``Trainer.fit`` runs."""
+    """Apply the path's TF32 setting (global flags: set before each iteration for --interleave)."""
     import torch
 
-    torch.backends.cudnn.benchmark = trainer.device.type == "cuda"
     torch.backends.cuda.matmul.allow_tf32 = trainer.bench_tf32
     torch.backends.cudnn.allow_tf32 = trainer.bench_tf32
 
