@@ -45,16 +45,6 @@ def compilations() -> Dict[str, int]:
             "frames_ok": counters["frames"]["ok"]}
 
 
-@pytest.fixture()
-def fresh_dynamo():
-    """Empty compile caches and counters before and after the test."""
-    torch.compiler.reset()
-    counters.clear()
-    yield
-    torch.compiler.reset()
-    counters.clear()
-
-
 # ----------------------------------------------------------------------------- configuration
 def test_compile_backend_defaults_to_inductor_and_must_be_named():
     assert ReDOConfig().train.compile_backend == "inductor"

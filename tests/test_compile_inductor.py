@@ -16,7 +16,6 @@ from __future__ import annotations
 import shutil
 import time
 
-import pytest
 import torch
 import torch._inductor.config
 from torch._dynamo.utils import counters
@@ -51,15 +50,6 @@ def _d_steps(net: Discriminator, call, steps: int = STEPS):
         losses.append(loss.item())
         graphs.append(counters["stats"]["unique_graphs"])
     return losses, graphs
-
-
-@pytest.fixture()
-def fresh_dynamo():
-    torch.compiler.reset()
-    counters.clear()
-    yield
-    torch.compiler.reset()
-    counters.clear()
 
 
 def test_inductor_d_steps_equal_eager_and_compile_once(fresh_dynamo):
