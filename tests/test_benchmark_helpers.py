@@ -15,17 +15,17 @@ def test_random_images_are_fixed_and_in_range():
 
 
 def test_config_paths_on_the_cpu():
-    fast = benchmark_config("synthetic", 4, "cpu", image_size=64, compile=True)
+    fast = benchmark_config("synthetic-flat", 4, "cpu", image_size=64, compile=True)
     assert (fast.train.batch_size, fast.train.device, fast.model.image_size) == (4, "cpu", 64)
     assert fast.train.compile and not fast.train.amp and not fast.train.channels_last  # AMP, channels-last: CUDA only
-    plain = benchmark_config("synthetic", path="plain", compile=True)
-    assert not plain.train.compile and plain.train.batch_size == benchmark_config("synthetic").train.batch_size
+    plain = benchmark_config("synthetic-flat", path="plain", compile=True)
+    assert not plain.train.compile and plain.train.batch_size == benchmark_config("synthetic-flat").train.batch_size
     with pytest.raises(ValueError, match="path"):
-        benchmark_config("synthetic", path="slow")
+        benchmark_config("synthetic-flat", path="slow")
 
 
 def test_trainer_semantics_and_one_iteration():
-    config = benchmark_config("synthetic", 2, "cpu")
+    config = benchmark_config("synthetic-flat", 2, "cpu")
     config.model.nf_mask, config.model.nf_gen, config.model.nf_disc, config.model.nf_info = 8, 4, 4, 4
     assert benchmark_trainer(config).freeze_d
     trainer = benchmark_trainer(config, official_semantics=True)
