@@ -51,6 +51,10 @@ SETTINGS: Dict[str, List[str]] = {
     "nz3-lrF3e-4-lz5": _setting(3, 3e-4, lambda_z=5.0),  # the official information weight
     "nz3-lrF3e-4-Dsteps2": _setting(3, 3e-4, d_steps=2),
     "nz3-lrF3e-4-Dsteps3": _setting(3, 3e-4, d_steps=3),
+    # the textured climb: the flat-level settings (d_steps 3) with a longer code, room for patterns
+    "nz8-lrF3e-4-Dsteps3": _setting(8, 3e-4, d_steps=3),
+    "nz16-lrF3e-4-Dsteps3": _setting(16, 3e-4, d_steps=3),
+    "nz32-lrF3e-4-Dsteps3": _setting(32, 3e-4, d_steps=3),
     "preset": [],  # the current synthetic preset, as it is
 }
 
@@ -79,8 +83,10 @@ def train(args: argparse.Namespace) -> int:
         raise SystemExit(f"unknown setting {args.setting!r}; valid: {', '.join(SETTINGS)}")
     out = run_dir(Path(args.runs), args.dataset, args.setting, args.seed, args.image_size, args.k)
     command = [*_redo(), "train", "--preset", "synthetic-flat", "--dataset", args.dataset, "--seed", str(args.seed),
-               "--steps", "1000000", "--time-limit", str(args.minutes), "--out", str(out), "--quiet",
-               *SETTINGS[args.setting]]
+               "--steps", str(args.steps or 1000000), "--out", str(out), "--quiet", *SETTINGS[args.setting]]
+    if not args.steps:
+        command += ["--time-limit", str(args.minutes)]
+
     if args.image_size:
         command += ["--image-size", str(args.image_size)]
     if args.k != 2:
@@ -228,7 +234,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     t.add_argument("setting")
     t.add_argument("--dataset", default="synthetic-flat")
     t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--minutes", type=float, default=30.0)
+    t.add_argument("--minutes", type=float, default=30.0, help="time limit (when --steps is not given)")
+    t.add_argument("--steps", type=int, help="train this many iterations instead of --minutes")
     t.add_argument("--image-size", type=int)
     t.add_argument("--k", type=int, default=2, help="regions (3: two objects)")
     b = sub.add_parser("baselines", help="the five baselines (IEM included) on a level's test split")

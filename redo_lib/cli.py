@@ -5,7 +5,7 @@ Sub-commands::
     redo train --preset NAME [--dataset NAME] [--data-root DIR] [--out DIR] [--steps N]
                [--batch-size B] [--image-size S] [--device auto|cpu|cuda] [--seed S]
                [--resume] [--backup-dir DIR] [--backup-every N]
-               [--eval-every N] [--amp] [--compile] [--channels-last]
+               [--eval-every N] [--amp] [--compile] [--no-channels-last]
                [--lr-mask LR] [--lr-gen LR] [--lr-disc LR] [--lr-info LR]
                [--set section.option=value ...] [--tensorboard] [--print-config]
     redo evaluate (--checkpoint FILE | --baseline NAME) [--dataset NAME] [--data-root DIR]
@@ -129,7 +129,9 @@ _TRAIN_OPTIONS = {
     "lr_disc": ("optim", "lr_disc"),
     "lr_info": ("optim", "lr_info"),
 }
-_TRAIN_FLAGS = {"amp": "amp", "compile": "compile", "channels_last": "channels_last"}
+_TRAIN_FLAGS = {"amp": "amp", "compile": "compile"}
+#: on/off options (``--x`` / ``--no-x``) whose default is the configuration's
+_TRAIN_SWITCHES = {"channels_last": "channels_last"}
 
 
 def _apply_overrides(config, args: argparse.Namespace) -> List[str]:
@@ -143,6 +145,11 @@ def _apply_overrides(config, args: argparse.Namespace) -> List[str]:
     for name, field in _TRAIN_FLAGS.items():
         if getattr(args, name, False):
             setattr(config.train, field, True)
+            given.append(f"train.{field}")
+    for name, field in _TRAIN_SWITCHES.items():
+        value = getattr(args, name, None)
+        if value is not None:
+            setattr(config.train, field, value)
             given.append(f"train.{field}")
     for assignment in args.set or []:
         apply_set(config, assignment)
@@ -492,7 +499,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--amp", action="store_true",
                        help="mixed precision on CUDA: bf16 on compute capability >= 8.0, else fp16 + gradient scaler")
     train.add_argument("--compile", action="store_true", help="torch.compile the networks")
-    train.add_argument("--channels-last", action="store_true", help="channels-last memory format")
+    train.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
+                       help="channels-last memory format (default: on; --no-channels-last: the contiguous "
+                       "layout, other float rounding)")
     train.add_argument("--set", action="append", metavar="SECTION.OPTION=VALUE",
                        help="any configuration option, e.g. --set loss.regions=one (repeatable)")
     train.add_argument("--tensorboard", action="store_true", help="also log to OUT/tensorboard")

@@ -131,7 +131,10 @@ class TrainConfig:
     log_every: int = 10  # progress-bar update and NaN check interval (steps)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     amp: bool = False  # mixed precision on CUDA: bf16 on compute capability >= 8.0, else fp16 + GradScaler
-    channels_last: bool = False
+    # Channels-last memory format for the networks and every batch (CPU and CUDA): the same
+    # updates with another float rounding; +18 % iterations per second at 32 px and +22 % at
+    # 64 px on one CPU thread (benchmarks/README.md). --no-channels-last turns it off.
+    channels_last: bool = True
     compile: bool = False  # torch.compile the networks
     # torch.compile backend of --compile: "inductor" (generated kernels), "aot_eager" or
     # "eager" (graph capture only: cheap, for tests and debugging), or any registered one.

@@ -17,9 +17,10 @@ def test_random_images_are_fixed_and_in_range():
 def test_config_paths_on_the_cpu():
     fast = benchmark_config("synthetic-flat", 4, "cpu", image_size=64, compile=True)
     assert (fast.train.batch_size, fast.train.device, fast.model.image_size) == (4, "cpu", 64)
-    assert fast.train.compile and not fast.train.amp and not fast.train.channels_last  # AMP, channels-last: CUDA only
+    assert fast.train.compile and not fast.train.amp and fast.train.channels_last  # AMP: CUDA only
+    assert not benchmark_config("synthetic-flat", 4, "cpu", channels_last=False).train.channels_last
     plain = benchmark_config("synthetic-flat", path="plain", compile=True)
-    assert not plain.train.compile and plain.train.batch_size == benchmark_config("synthetic-flat").train.batch_size
+    assert not plain.train.compile and not plain.train.channels_last and plain.train.batch_size == benchmark_config("synthetic-flat").train.batch_size
     with pytest.raises(ValueError, match="path"):
         benchmark_config("synthetic-flat", path="slow")
 
