@@ -61,11 +61,15 @@ def test_without_a_scaler_metrics_have_no_scaler_keys(tmp_path):
 def test_fused_adam_is_chosen_on_cuda_only(tmp_path, monkeypatch):
     assert use_fused_adam("cuda") and use_fused_adam(torch.device("cuda:1")) and use_fused_adam("cuda:0")
     assert not use_fused_adam("cpu") and not use_fused_adam(torch.device("cpu"))
-    plain = make_trainer(tmp_path / "plain", make_config(steps=2, eval_every=2))
+    # One iteration: the same gradients reach both optimizers, so the states differ only by
+    # the kernels' rounding. From the second on they compare noise: a convolution's bias
+    # before an instance norm has a true gradient of zero, its computed one is rounding
+    # noise, which Adam scales to +-lr, and its sign follows the last bits of the weights.
+    plain = make_trainer(tmp_path / "plain", make_config(steps=1, eval_every=1))
     assert all(not g["fused"] for opt in plain.optimizers.values() for g in opt.param_groups)
     # what the trainer builds when the choice says fused (CPU fused Adam: the same update, other kernel)
     monkeypatch.setattr(trainer_module, "use_fused_adam", lambda device: True)
-    fused = make_trainer(tmp_path / "fused", make_config(steps=2, eval_every=2))
+    fused = make_trainer(tmp_path / "fused", make_config(steps=1, eval_every=1))
     for name, opt in fused.optimizers.items():
         reference = plain.optimizers[name].param_groups[0]
         group = opt.param_groups[0]
@@ -75,6 +79,7 @@ def test_fused_adam_is_chosen_on_cuda_only(tmp_path, monkeypatch):
     plain.fit()
     fused.fit()
     a, b = full_state(plain), full_state(fused)
+    assert a.keys() == b.keys() and any(key.endswith("exp_avg") for key in a)  # both stepped
     for key in a:
         assert torch.allclose(a[key].double(), b[key].double(), rtol=1e-4, atol=1e-6), key
 
