@@ -560,10 +560,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         summary = write_folder_set(args.out, kind, counts, size=args.size, seed=args.seed,
                                    force=args.force, progress=not args.quiet)
-    except FileExistsError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except ValueError as error:
+    except (FileExistsError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(summary_line(summary))
