@@ -12,9 +12,13 @@ won by the true masks. This script tests that claim directly, for one configurat
 
 If the truth is a stable point, the validation IoU stays where the warm start left it (or
 rises) after the release; if it falls, the objective at this scale moves F away from the
-truth, and no amount of training from scratch will reach it. It measures and prints (a
-table of the validation IoU and the smaller region's share, and with ``--json`` one JSON
-object); it is not a test.
+truth, and no amount of training from scratch will reach it. At the release and at the
+end it also measures whether the object's generator G_0 can paint what the objects look
+like (:func:`redo_lib.texture.redraw_texture`, on the true masks of 256 validation
+images: the colour spread and edge energy of its redraws against the real objects'): a
+generator that paints flat blobs cannot fool D on textured objects, so the outline earns
+F nothing. It measures and prints (a table of the validation IoU and the smaller region's
+share, the texture ratios, and with ``--json`` one JSON object); it is not a test.
 
     OMP_WAIT_POLICY=PASSIVE python benchmarks/mask_stability.py --preset synthetic-flat
     python benchmarks/mask_stability.py --preset synthetic-flat --set model.nf_gen=32 --warmup 2500
@@ -35,6 +39,7 @@ import torch.nn.functional as F  # noqa: E402
 
 from redo_lib.cli import apply_set, load_split  # noqa: E402
 from redo_lib.config import get_preset  # noqa: E402
+from redo_lib.texture import redraw_texture  # noqa: E402
 from redo_lib.training import Trainer  # noqa: E402
 from redo_lib.training.data import iterate_batches  # noqa: E402
 from redo_lib.viz import load_metrics  # noqa: E402
@@ -89,7 +94,13 @@ def main(argv=None) -> int:
         bce = supervised_warm_start(trainer.model.mask_net, train_set, args.pretrain_steps,
                                     args.pretrain_lr, t.batch_size, t.seed)
         start = trainer.evaluate()["val"]
-        trainer.fit()
+        probe = val_set.batch(range(min(256, len(val_set))))
+        textures = {}
+        for phase, until in (("release", args.warmup), ("end", args.steps)):
+            t.steps = max(until, trainer.step)  # F fixed until the release, then free
+            trainer.fit()
+            # can G_0 paint what the objects look like? (on the true masks: the generator alone)
+            textures[phase] = redraw_texture(trainer.model.generator, probe["image"], probe["mask"], seed=t.seed)
         records = load_metrics(out / "metrics.jsonl", keys=("iou",))
     curve = [{"step": r["step"], "iou": r["iou"], "min_region_size": r["min_region_size"],
               "d_loss": r["d_loss"], "info_loss": r["info_loss"]} for r in records]
@@ -101,6 +112,7 @@ def main(argv=None) -> int:
         "iou_at_release": at_release["iou"] if at_release else start["iou"],
         "iou_final": curve[-1]["iou"] if curve else None,
         "curve": curve,
+        "texture": textures,
     }
     if args.json:
         print(json.dumps(result))
@@ -111,6 +123,10 @@ def main(argv=None) -> int:
         phase = "F fixed" if r["step"] <= args.warmup else "F free"
         print(f"{r['step']:>6} {phase:>8} {r['iou']:>8.3f} {r['min_region_size']:>10.3f} "
               f"{r['d_loss']:>7.3f} {r['info_loss']:>6.3f}")
+    for phase, stats in textures.items():
+        print(f"texture of G_0's redraws on the true object masks, at the {phase}: colour spread "
+              f"{stats['redraw_spread']:.3f} (real objects {stats['real_spread']:.3f}, ratio {stats['spread_ratio']:.2f}); "
+              f"edge energy {stats['redraw_edges']:.3f} (real {stats['real_edges']:.3f}, ratio {stats['edge_ratio']:.2f})")
     change = result["iou_final"] - result["iou_at_release"]
     print(f"after the release: val IoU {result['iou_at_release']:.3f} -> {result['iou_final']:.3f} "
           f"({change:+.3f}): F {'moved away from' if change < -0.02 else 'held'} its warm start")
