@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 import tempfile
 from pathlib import Path
@@ -62,6 +63,17 @@ def supervised_warm_start(mask_net, dataset, steps: int, lr: float, batch_size: 
     return float(loss.detach())
 
 
+def publish(folder: Path, result: dict, grids: dict, argv) -> None:
+    """The probe's record for the book: result.json, command.txt, samples_<phase>.png."""
+    folder.mkdir(parents=True, exist_ok=True)
+    args = sys.argv[1:] if argv is None else list(argv)
+    (folder / "command.txt").write_text(
+        "python benchmarks/mask_stability.py " + " ".join(shlex.quote(a) for a in args) + "\n", encoding="utf-8")
+    (folder / "result.json").write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+    for phase, data in grids.items():
+        (folder / f"samples_{phase}.png").write_bytes(data)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--preset", default="synthetic-flat")
@@ -74,6 +86,9 @@ def main(argv=None) -> int:
     p.add_argument("--eval-every", type=int, default=200)
     p.add_argument("--out", default=None, help="run folder (default: a temporary one)")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--publish", default=None, metavar="DIR",
+                   help="also write result.json, command.txt and the sample grids at the release and at the "
+                        "end (samples_release.png, samples_last.png) to DIR (the book reads data/probes/)")
     args = p.parse_args(argv)
 
     config = get_preset(args.preset)
@@ -102,6 +117,8 @@ def main(argv=None) -> int:
             # can G_0 paint what the objects look like? (on the true masks: the generator alone)
             textures[phase] = redraw_texture(trainer.model.generator, probe["image"], probe["mask"], seed=t.seed)
         records = load_metrics(out / "metrics.jsonl", keys=("iou",))
+        grids = {phase: out / f"samples_{step:06d}.png" for phase, step in (("release", args.warmup), ("last", args.steps))}
+        grids = {phase: path.read_bytes() for phase, path in grids.items() if path.is_file()}
     curve = [{"step": r["step"], "iou": r["iou"], "min_region_size": r["min_region_size"],
               "d_loss": r["d_loss"], "info_loss": r["info_loss"]} for r in records]
     at_release = max((r for r in curve if r["step"] <= args.warmup), key=lambda r: r["step"], default=None)
@@ -114,6 +131,8 @@ def main(argv=None) -> int:
         "curve": curve,
         "texture": textures,
     }
+    if args.publish:
+        publish(Path(args.publish), result, grids, argv)
     if args.json:
         print(json.dumps(result))
         return 0
