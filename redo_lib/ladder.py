@@ -22,7 +22,7 @@ from .viz import load_metrics
 
 __all__ = ["LEVELS", "default_root", "runs", "seeds", "test_scores", "command", "baselines",
            "config_of_command", "recorded_config", "run_config", "settings", "recipe", "differences", "changes", "preset_setting", "nearest_setting",
-           "summary"]
+           "summary", "probes_root", "probe_names", "probe"]
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -38,6 +38,33 @@ LEVELS: Mapping[str, str] = {"flat": "synthetic-flat", "gradient": "synthetic-gr
 def default_root() -> Path:
     """``data/ladder`` of the checkout this package runs from (the book's stored runs)."""
     return Path(__file__).resolve().parents[1] / "data" / "ladder"
+
+
+def probes_root() -> Path:
+    """``data/probes`` of the checkout: the stored runs of ``benchmarks/mask_stability.py``."""
+    return default_root().parent / "probes"
+
+
+def probe_names(dataset: str, root: Optional[PathLike] = None) -> List[str]:
+    """The stored probes of one data set (folders with a ``result.json``), sorted."""
+    folder = (Path(root) if root is not None else probes_root()) / dataset
+    return sorted(p.name for p in folder.glob("*") if (p / "result.json").is_file()) if folder.is_dir() else []
+
+
+def probe(dataset: str, name: str, root: Optional[PathLike] = None) -> Dict:
+    """One stored ground-truth probe (``mask_stability.py --publish``): its JSON result (the
+    validation curve, the IoU at the release and at the end, the texture of the object's
+    redraws), plus ``command`` (the command that made it) and ``grids`` (``{phase: path}``
+    of its sample grids, ``release`` and ``last``)."""
+    folder = (Path(root) if root is not None else probes_root()) / dataset / name
+    path = folder / "result.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"no stored probe {dataset}/{name} in {folder.parent}: benchmarks/mask_stability.py "
+                                f"--publish {folder} writes one (stored: {', '.join(probe_names(dataset, root)) or 'none'})")
+    result = json.loads(path.read_text(encoding="utf-8"))
+    result["command"] = (folder / "command.txt").read_text(encoding="utf-8").strip()
+    result["grids"] = {p.stem[len("samples_"):]: p for p in sorted(folder.glob("samples_*.png"))}
+    return result
 
 
 def _root(root: Optional[PathLike]) -> Path:

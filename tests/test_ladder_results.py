@@ -83,3 +83,19 @@ def test_the_shipped_ladder_is_consistent():
             recorded = ladder.recorded_config(dataset, setting, seed)
             # the stored command still gives the recipe the run trained with (benchmarks/ladder.py pin)
             assert recorded is None or ladder.recipe(recorded) == command, f"{folder}: run `ladder.py pin`"
+
+
+def test_reads_a_stored_probe_and_names_what_is_missing(tmp_path):
+    folder = tmp_path / "synthetic" / "strong"
+    folder.mkdir(parents=True)
+    (folder / "result.json").write_text(json.dumps({"iou_at_release": 0.95, "curve": [{"step": 200, "iou": 0.9}]}))
+    (folder / "command.txt").write_text("python benchmarks/mask_stability.py --warmup 1000\n")
+    (folder / "samples_release.png").write_bytes(b"png")
+    (tmp_path / "synthetic" / "unfinished").mkdir()  # no result.json: not a probe
+    assert ladder.probe_names("synthetic", tmp_path) == ["strong"]
+    assert ladder.probe_names("synthetic-flat", tmp_path) == []
+    result = ladder.probe("synthetic", "strong", tmp_path)
+    assert result["iou_at_release"] == 0.95 and result["command"].endswith("--warmup 1000")
+    assert result["grids"] == {"release": folder / "samples_release.png"}
+    with pytest.raises(FileNotFoundError, match=r"synthetic/unfinished.*--publish.*stored: strong"):
+        ladder.probe("synthetic", "unfinished", tmp_path)
