@@ -64,7 +64,8 @@ def supervised_warm_start(mask_net, dataset, steps: int, lr: float, batch_size: 
 
 
 def publish(folder: Path, result: dict, grids: dict, argv) -> None:
-    """The probe's record for the book: result.json, command.txt, samples_<phase>.png."""
+    """The probe's record for the book: result.json, command.txt, samples_<phase>.png
+    (release, after: the first evaluation with F free, last)."""
     folder.mkdir(parents=True, exist_ok=True)
     args = sys.argv[1:] if argv is None else list(argv)
     (folder / "command.txt").write_text(
@@ -87,8 +88,9 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=None, help="run folder (default: a temporary one)")
     p.add_argument("--json", action="store_true")
     p.add_argument("--publish", default=None, metavar="DIR",
-                   help="also write result.json, command.txt and the sample grids at the release and at the "
-                        "end (samples_release.png, samples_last.png) to DIR (the book reads data/probes/)")
+                   help="also write result.json, command.txt and the sample grids at the release, at the first "
+                        "evaluation after it and at the end (samples_release.png, samples_after.png, "
+                        "samples_last.png) to DIR (the book reads data/probes/)")
     args = p.parse_args(argv)
 
     config = get_preset(args.preset)
@@ -117,7 +119,9 @@ def main(argv=None) -> int:
             # can G_0 paint what the objects look like? (on the true masks: the generator alone)
             textures[phase] = redraw_texture(trainer.model.generator, probe["image"], probe["mask"], seed=t.seed)
         records = load_metrics(out / "metrics.jsonl", keys=("iou",))
-        grids = {phase: out / f"samples_{step:06d}.png" for phase, step in (("release", args.warmup), ("last", args.steps))}
+        after = min(args.steps, args.warmup + args.eval_every)  # the first evaluation with F free
+        grids = {phase: out / f"samples_{step:06d}.png"
+                 for phase, step in (("release", args.warmup), ("after", after), ("last", args.steps))}
         grids = {phase: path.read_bytes() for phase, path in grids.items() if path.is_file()}
     curve = [{"step": r["step"], "iou": r["iou"], "min_region_size": r["min_region_size"],
               "d_loss": r["d_loss"], "info_loss": r["info_loss"]} for r in records]
