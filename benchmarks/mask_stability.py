@@ -63,6 +63,24 @@ def supervised_warm_start(mask_net, dataset, steps: int, lr: float, batch_size: 
     return float(loss.detach())
 
 
+@torch.no_grad()
+def region0_shares(mask_net, images: torch.Tensor, truth: torch.Tensor) -> dict:
+    """Where F's region 0 lies: the share of the object's pixels and of the background's in
+    it, and of the object's pixels of high and of low local contrast (above or below the
+    median, over the object pixels, of the mean absolute difference to the 3 x 3 mean)."""
+    was_training = mask_net.training
+    mask_net.eval()
+    device = next(mask_net.parameters()).device
+    region0 = (mask_net(images.to(device))[:, 0] >= 0.5).cpu()
+    mask_net.train(was_training)
+    obj = truth[:, 0] > 0.5
+    contrast = (images - F.avg_pool2d(images, 3, 1, 1, count_include_pad=False)).abs().mean(1)
+    high = contrast > contrast[obj].median()
+    share = lambda where: float(region0[where].float().mean())  # noqa: E731
+    return {"object": share(obj), "background": share(~obj),
+            "object_high_contrast": share(obj & high), "object_low_contrast": share(obj & ~high)}
+
+
 def publish(folder: Path, result: dict, grids: dict, argv) -> None:
     """The probe's record for the book: result.json, command.txt, samples_<phase>.png
     (release, after: the first evaluation with F free, last)."""
@@ -118,6 +136,7 @@ def main(argv=None) -> int:
             trainer.fit()
             # can G_0 paint what the objects look like? (on the true masks: the generator alone)
             textures[phase] = redraw_texture(trainer.model.generator, probe["image"], probe["mask"], seed=t.seed)
+        shares = region0_shares(trainer.model.mask_net, probe["image"], probe["mask"])
         records = load_metrics(out / "metrics.jsonl", keys=("iou",))
         after = min(args.steps, args.warmup + args.eval_every)  # the first evaluation with F free
         grids = {phase: out / f"samples_{step:06d}.png"
@@ -134,6 +153,7 @@ def main(argv=None) -> int:
         "iou_final": curve[-1]["iou"] if curve else None,
         "curve": curve,
         "texture": textures,
+        "region0_at_end": shares,
     }
     if args.publish:
         publish(Path(args.publish), result, grids, argv)
@@ -150,6 +170,9 @@ def main(argv=None) -> int:
         print(f"texture of G_0's redraws on the true object masks, at the {phase}: colour spread "
               f"{stats['redraw_spread']:.3f} (real objects {stats['real_spread']:.3f}, ratio {stats['spread_ratio']:.2f}); "
               f"edge energy {stats['redraw_edges']:.3f} (real {stats['real_edges']:.3f}, ratio {stats['edge_ratio']:.2f})")
+    print(f"region 0 at the end holds {shares['object']:.0%} of the object's pixels "
+          f"({shares['object_high_contrast']:.0%} of those of high local contrast, "
+          f"{shares['object_low_contrast']:.0%} of the others) and {shares['background']:.0%} of the background's")
     change = result["iou_final"] - result["iou_at_release"]
     print(f"after the release: val IoU {result['iou_at_release']:.3f} -> {result['iou_final']:.3f} "
           f"({change:+.3f}): F {'moved away from' if change < -0.02 else 'held'} its warm start")
