@@ -86,7 +86,8 @@ def redraw_texture(generators, images: torch.Tensor, truth: torch.Tensor, region
     Returns the mean over the images with a non-empty region of ``real_spread``,
     ``redraw_spread``, ``real_edges``, ``redraw_edges`` and the ratios ``spread_ratio``
     and ``edge_ratio`` (redraw over real: 1 when the generator paints as much texture as
-    the data has, 0 for flat blobs).
+    the data has, 0 for flat blobs; NaN where the real objects have none, e.g. the
+    edge energy of flat-coloured objects).
     """
     k = region if generator_region is None else generator_region
     was_training = generators.training
@@ -105,6 +106,8 @@ def redraw_texture(generators, images: torch.Tensor, truth: torch.Tensor, region
         "real_edges": masked_edge_energy(x, mask), "redraw_edges": masked_edge_energy(redraw, mask),
     }
     out = {name: float(value[~value.isnan()].mean()) for name, value in stats.items()}
-    out["spread_ratio"] = out["redraw_spread"] / out["real_spread"]
-    out["edge_ratio"] = out["redraw_edges"] / out["real_edges"]
+    for ratio, (redrawn, real) in {"spread_ratio": ("redraw_spread", "real_spread"),
+                                   "edge_ratio": ("redraw_edges", "real_edges")}.items():
+        # NaN where the real objects carry none of it (flat colours: no edges to compare with)
+        out[ratio] = out[redrawn] / out[real] if out[real] > 0 else float("nan")
     return out
