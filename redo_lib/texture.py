@@ -109,5 +109,5 @@ def redraw_texture(generators, images: torch.Tensor, truth: torch.Tensor, region
     for ratio, (redrawn, real) in {"spread_ratio": ("redraw_spread", "real_spread"),
                                    "edge_ratio": ("redraw_edges", "real_edges")}.items():
         # NaN where the real objects carry none of it (flat colours: no edges to compare with)
-        out[ratio] = out[redrawn] / out[real] if out[real] > 0 else float("nan")
+        out[ratio] = out[redrawn] / out[real] if out[real] > 1e-6 else float("nan")
     return out
