@@ -99,3 +99,19 @@ def test_reads_a_stored_probe_and_names_what_is_missing(tmp_path):
     assert result["grids"] == {"release": folder / "samples_release.png"}
     with pytest.raises(FileNotFoundError, match=r"synthetic/unfinished.*--publish.*stored: strong"):
         ladder.probe("synthetic", "unfinished", tmp_path)
+
+
+def test_the_stored_probes_are_complete_and_name_their_own_folder():
+    root = ladder.probes_root()
+    datasets = sorted(p.name for p in root.iterdir() if p.is_dir())
+    assert {"synthetic", "synthetic-flat"} <= set(datasets)
+    for dataset in datasets:
+        for name in ladder.probe_names(dataset):
+            result = ladder.probe(dataset, name)
+            words = result["command"].split()
+            assert words[:2] == ["python", "benchmarks/mask_stability.py"], (dataset, name)
+            assert words[words.index("--publish") + 1] == f"data/probes/{dataset}/{name}"
+            assert f"train.dataset={dataset}" in words
+            assert {"release", "last"} <= set(result["grids"]), (dataset, name)
+            assert result["curve"] and result["curve"][-1]["step"] == result["steps"]
+            assert {"release", "end"} == set(result["texture"]) and "region0_at_end" in result
