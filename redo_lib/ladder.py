@@ -45,9 +45,13 @@ def probes_root() -> Path:
     return default_root().parent / "probes"
 
 
+def _probes(root: Optional[PathLike]) -> Path:
+    return Path(root) if root is not None else probes_root()
+
+
 def probe_names(dataset: str, root: Optional[PathLike] = None) -> List[str]:
     """The stored probes of one data set (folders with a ``result.json``), sorted."""
-    folder = (Path(root) if root is not None else probes_root()) / dataset
+    folder = _probes(root) / dataset
     return sorted(p.name for p in folder.glob("*") if (p / "result.json").is_file()) if folder.is_dir() else []
 
 
@@ -55,8 +59,9 @@ def probe(dataset: str, name: str, root: Optional[PathLike] = None) -> Dict:
     """One stored ground-truth probe (``mask_stability.py --publish``): its JSON result (the
     validation curve, the IoU at the release and at the end, the texture of the object's
     redraws), plus ``command`` (the command that made it) and ``grids`` (``{phase: path}``
-    of its sample grids, ``release`` and ``last``)."""
-    folder = (Path(root) if root is not None else probes_root()) / dataset / name
+    of its sample grids: ``release``, ``after`` (the first evaluation with F free) and
+    ``last``)."""
+    folder = _probes(root) / dataset / name
     path = folder / "result.json"
     if not path.is_file():
         raise FileNotFoundError(f"no stored probe {dataset}/{name} in {folder.parent}: benchmarks/mask_stability.py "
