@@ -12,6 +12,10 @@ the baselines on the same test split.
     python benchmarks/ladder.py baselines --dataset synthetic-flat
     python benchmarks/ladder.py table --runs runs/ladder
     python benchmarks/ladder.py publish --runs runs/ladder --to data/ladder
+    python benchmarks/ladder.py train preset --dataset folder-textured --data-root data/folder-textured --steps 10000
+
+With ``--data-root DIR`` a run trains on the ``folder`` data set in DIR (the held-out sets
+of ``folder_sets.py``); ``--dataset`` then only names the run's folder.
 
 A run's folder is ``RUNS/<dataset>/<setting>/seed<S>``; the command that made it is in
 its ``command.txt``, its curve in ``metrics.jsonl``, its test score in ``test.json``.
@@ -78,11 +82,18 @@ def run_dir(runs: Path, dataset: str, setting: str, seed: int, image_size: Optio
     return runs / dataset / tag / f"seed{seed}"
 
 
+def _data(args: argparse.Namespace) -> List[str]:
+    """``redo`` options that pick the data: a level by name, or the folder set in ``--data-root``."""
+    if args.data_root:
+        return ["--dataset", "folder", "--data-root", args.data_root]
+    return ["--dataset", args.dataset]
+
+
 def train(args: argparse.Namespace) -> int:
     if args.setting not in SETTINGS:
         raise SystemExit(f"unknown setting {args.setting!r}; valid: {', '.join(SETTINGS)}")
     out = run_dir(Path(args.runs), args.dataset, args.setting, args.seed, args.image_size, args.k)
-    command = [*_redo(), "train", "--preset", "synthetic-flat", "--dataset", args.dataset, "--seed", str(args.seed),
+    command = [*_redo(), "train", "--preset", "synthetic-flat", *_data(args), "--seed", str(args.seed),
                "--steps", str(args.steps or 1000000), "--out", str(out), "--quiet", *SETTINGS[args.setting]]
     if not args.steps:
         command += ["--time-limit", str(args.minutes)]
@@ -111,7 +122,7 @@ def baselines(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     results = {}
     for name in BASELINE_NAMES:
-        score = subprocess.run([*_redo(), "evaluate", "--baseline", name, "--dataset", args.dataset, "--split", "test",
+        score = subprocess.run([*_redo(), "evaluate", "--baseline", name, *_data(args), "--split", "test",
                                 "--image-size", str(args.image_size), "--json"], env=_env(), check=True,
                                capture_output=True, text=True)
         results[name] = json.loads(score.stdout)
@@ -238,9 +249,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     t.add_argument("--steps", type=int, help="train this many iterations instead of --minutes")
     t.add_argument("--image-size", type=int)
     t.add_argument("--k", type=int, default=2, help="regions (3: two objects)")
+    t.add_argument("--data-root", help="train on the folder data set in this folder (--dataset names the run)")
     b = sub.add_parser("baselines", help="the five baselines (IEM included) on a level's test split")
     b.add_argument("--dataset", default="synthetic-flat")
     b.add_argument("--image-size", type=int, default=32)
+    b.add_argument("--data-root", help="score the folder data set in this folder (--dataset names the result)")
     s = sub.add_parser("table", help="one table of every run and baseline under --runs")
     s.add_argument("--json", help="also write the rows as JSON here")
     p = sub.add_parser("publish", help="copy the runs' curves, commands and scores to a folder")

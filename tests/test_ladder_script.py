@@ -70,3 +70,31 @@ def test_publish_copies_the_small_files_only(tmp_path):
     assert sorted(p.name for p in target.iterdir()) == ["command.txt", "metrics.jsonl", "samples_last.png", "test.json"]
     assert (target / "samples_last.png").read_bytes() == b"500"
     assert (tmp_path / "out" / "synthetic-flat" / "baselines-32px.json").exists()
+
+
+def test_a_folder_set_trains_and_scores_under_its_own_name(tmp_path, monkeypatch):
+    """``--data-root`` runs ``redo`` on the folder data set; ``--dataset`` names the run's folder."""
+    import subprocess
+
+    ladder = _ladder()
+    calls = []
+
+    def fake_run(command, **kwargs):
+        calls.append(command)
+        return subprocess.CompletedProcess(command, 0, stdout=json.dumps({"iou": 0.5, "seconds_per_image": 0.0}))
+
+    monkeypatch.setattr(ladder.subprocess, "call", lambda command, **kwargs: calls.append(command) or 0)
+    monkeypatch.setattr(ladder.subprocess, "run", fake_run)
+    assert ladder.main(["--runs", str(tmp_path), "train", "preset", "--dataset", "folder-textured",
+                        "--data-root", "data/folder-textured", "--steps", "100", "--seed", "1"]) == 0
+    run = tmp_path / "folder-textured" / "preset" / "seed1"
+    words = (run / "command.txt").read_text().split()
+    assert words[words.index("--dataset") + 1] == "folder"
+    assert words[words.index("--data-root") + 1] == "data/folder-textured"
+    assert words[words.index("--out") + 1] == str(run)
+    assert json.loads((run / "test.json").read_text())["iou"] == 0.5
+    assert ladder.main(["--runs", str(tmp_path), "baselines", "--dataset", "folder-textured",
+                        "--data-root", "data/folder-textured"]) == 0
+    assert all(c[c.index("--data-root") + 1] == "data/folder-textured" for c in calls[-5:])
+    stored = json.loads((tmp_path / "folder-textured" / "baselines-32px.json").read_text())
+    assert set(stored) == set(ladder.BASELINE_NAMES)
