@@ -626,7 +626,8 @@ def compare_runs_figure(runs: "Dict[str, Sequence[Dict]]", key: str = "iou", *,
 
     ``runs`` maps a label to the records of :func:`load_metrics` (each needs ``seconds``,
     written by the trainer at every evaluation). Runs that share a label prefix before
-    ``" seed"`` share a colour, so the seeds of one setting read as one family.
+    ``" seed"`` share a colour, so the seeds of one setting read as one family, and are told
+    apart by their line style (solid, dash-dot, dotted; dashed lines are the baselines).
     ``baselines`` draws dashed horizontal lines (e.g. colour k-means on the same split).
     ``x`` is ``"minutes"`` (wall-clock, from ``seconds``) or ``"iteration"``.
     """
@@ -638,7 +639,9 @@ def compare_runs_figure(runs: "Dict[str, Sequence[Dict]]", key: str = "iou", *,
     else:
         fig = ax.figure
     colours: Dict[str, str] = {}
+    members: Dict[str, int] = {}  # runs drawn so far per family
     palette = [f"C{i}" for i in range(10)]
+    seed_styles = ("-", "-.", ":")
     for label, records in runs.items():
         field = "seconds" if x == "minutes" else "iteration"
         scale = 60.0 if x == "minutes" else 1.0
@@ -648,8 +651,10 @@ def compare_runs_figure(runs: "Dict[str, Sequence[Dict]]", key: str = "iou", *,
             continue
         family = label.split(" seed")[0]
         colour = colours.setdefault(family, palette[len(colours) % len(palette)])
+        style = seed_styles[members.get(family, 0) % len(seed_styles)]
+        members[family] = members.get(family, 0) + 1
         xs, ys = zip(*sorted(points))
-        ax.plot(xs, ys, marker=".", color=colour, label=label, alpha=0.85)
+        ax.plot(xs, ys, marker=".", color=colour, linestyle=style, label=label, alpha=0.85)
     for i, (name, value) in enumerate((baselines or {}).items()):
         ax.axhline(value, linestyle="--", color="grey", alpha=0.4 + 0.6 * i / max(len(baselines) - 1, 1),
                    linewidth=1)

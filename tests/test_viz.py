@@ -181,6 +181,7 @@ def test_compare_runs_figure_one_line_per_run_and_colour_per_setting():
     assert len(lines) == 3
     assert list(lines[0].get_xdata()) == [1.0, 5.0, 10.0]  # minutes
     assert lines[0].get_color() == lines[1].get_color() != lines[2].get_color()
+    assert lines[0].get_linestyle() == lines[2].get_linestyle() != lines[1].get_linestyle()  # seeds apart
     assert any(abs(line.get_ydata()[0] - 0.6) < 1e-9 for line in ax.get_lines() if line.get_linestyle() == "--")
 
 
