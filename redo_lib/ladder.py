@@ -20,7 +20,7 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from .viz import load_metrics
 
-__all__ = ["LEVELS", "default_root", "runs", "seeds", "test_scores", "command", "baselines",
+__all__ = ["LEVELS", "HELD_OUT", "default_root", "runs", "seeds", "test_scores", "command", "baselines",
            "config_of_command", "recorded_config", "run_config", "settings", "recipe", "differences", "changes", "preset_setting", "nearest_setting",
            "summary", "probes_root", "probe_names", "probe"]
 
@@ -33,6 +33,10 @@ RECIPE_TRAIN_OPTIONS = ("batch_size", "d_steps", "mask_warmup", "reuse_fakes")
 #: the levels of the ladder, easiest first, and their data sets
 LEVELS: Mapping[str, str] = {"flat": "synthetic-flat", "gradient": "synthetic-gradient",
                              "soft": "synthetic-soft", "textured": "synthetic"}
+
+#: held-out sets drawn by ``benchmarks/folder_sets.py`` (no ``redo_lib`` code), stored like
+#: the levels (``benchmarks/ladder.py train ... --data-root``) under these names
+HELD_OUT: Mapping[str, str] = {"textured folder set": "folder-textured"}
 
 
 def default_root() -> Path:
@@ -198,23 +202,29 @@ def preset_setting(preset: str = "synthetic-flat", dataset: str = "synthetic-fla
 
 def nearest_setting(dataset: str, preset: str = "synthetic-flat", root: Optional[PathLike] = None) -> Optional[str]:
     """The stored setting of ``dataset`` closest to the preset: fewest :func:`differences`
-    among the settings with a scored run (ties by name); None when none is scored."""
-    scored = [s for s in settings(dataset, root)
-              if any(test_scores(dataset, s, seed, root) is not None for seed in seeds(dataset, s, root))]
+    among the settings with a scored run, then most scored seeds, then by name; None when
+    none is scored."""
+    def scored_seeds(setting: str) -> int:
+        return sum(test_scores(dataset, setting, seed, root) is not None for seed in seeds(dataset, setting, root))
+
+    scored = [s for s in settings(dataset, root) if scored_seeds(s)]
     if not scored:
         return None
-    return min(scored, key=lambda s: (len(differences(dataset, s, preset, seeds(dataset, s, root)[0], root)), s))
+    return min(scored, key=lambda s: (len(differences(dataset, s, preset, seeds(dataset, s, root)[0], root)),
+                                      -scored_seeds(s), s))
 
 
-def summary(setting: Optional[str] = None, root: Optional[PathLike] = None, preset: str = "synthetic-flat") -> List[Dict]:
+def summary(setting: Optional[str] = None, root: Optional[PathLike] = None, preset: str = "synthetic-flat",
+            levels: Mapping[str, str] = LEVELS) -> List[Dict]:
     """One row per level: a setting's test IoUs over the stored seeds and the baselines.
 
     ``setting`` None: on each level the stored setting nearest to ``preset``
     (:func:`nearest_setting`); each row says which (``setting``) and how it departs from
-    the preset (``changes``, as :func:`differences`).
+    the preset (``changes``, as :func:`differences`). ``levels``: ``{name: data set}``,
+    the ladder's by default (:data:`HELD_OUT` for the held-out folder sets).
     """
     rows = []
-    for level, dataset in LEVELS.items():
+    for level, dataset in levels.items():
         folder = _root(root) / dataset
         if not folder.is_dir():
             continue

@@ -53,6 +53,13 @@ def test_reads_runs_scores_baselines_and_finds_the_preset(tmp_path):
     rows = {row["level"]: row for row in ladder.summary(root=tmp_path)}
     assert rows["flat"]["setting"] == "preset-like" and rows["flat"]["changes"] == {}
     assert rows["textured"]["ious"] == [0.3] and rows["textured"]["changes"] == {"model.nz": (3, 8)}
+    # the same recipe stored twice: the setting with more scored seeds wins over the name
+    _run(tmp_path, "synthetic-flat", "preset-copy", 0, base, iou=0.7)
+    assert ladder.nearest_setting("synthetic-flat", root=tmp_path) == "preset-like"
+    # other data sets stored the same way (the held-out folder sets)
+    _run(tmp_path, "folder-mine", "preset-copy", 0, base, iou=0.6)
+    (row,) = ladder.summary(root=tmp_path, levels={"mine": "folder-mine"})
+    assert row["level"] == "mine" and row["ious"] == [0.6] and row["baselines"] == {}
 
 
 def test_clear_errors(tmp_path):
@@ -76,7 +83,7 @@ def test_the_shipped_ladder_is_consistent():
     root = ladder.default_root()
     setting = ladder.preset_setting()
     assert ladder.seeds("synthetic-flat", setting)
-    for dataset in ladder.LEVELS.values():
+    for dataset in [*ladder.LEVELS.values(), *ladder.HELD_OUT.values()]:
         for folder in (root / dataset).glob("*/seed*"):
             setting, seed = folder.parent.name, int(folder.name[4:])
             command = ladder.recipe(ladder.config_of_command(dataset, setting, seed))

@@ -2,6 +2,8 @@
 import json
 import pathlib
 import re
+import subprocess
+import sys
 
 import pytest
 
@@ -28,11 +30,24 @@ def test_every_shipped_checkpoint_is_recorded_and_small():
         assert (CHECKPOINTS / f"{name}_metrics.jsonl").is_file(), f"{name}: its training log is missing"
 
 
+def folder_set_test_split(kind, n_images, out):
+    """The test split of a held-out folder set, drawn again by ``benchmarks/folder_sets.py``
+    (each image has its own generator, so the test split alone is the same images)."""
+    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "folder_sets.py"), "--kind", kind, "--out", str(out),
+                    "--train", "0", "--val", "0", "--test", str(n_images), "--quiet"], check=True)
+    return out
+
+
 @pytest.mark.parametrize("name", sorted(recorded()))
-def test_shipped_checkpoint_scores_what_its_readme_records(name, capsys):
+def test_shipped_checkpoint_scores_what_its_readme_records(name, capsys, tmp_path):
+    """A record with ``"folder_set": KIND`` was trained on that set of ``folder_sets.py``."""
     expected = recorded()[name]
+    data = []
+    if "folder_set" in expected:
+        root = folder_set_test_split(expected["folder_set"], expected["n_images"], tmp_path / "set")
+        data = ["--data-root", str(root)]
     code = main(["evaluate", "--checkpoint", str(CHECKPOINTS / f"{name}.pt"), "--split", "test", "--device", "cpu",
-                 "--json"])
+                 "--json", *data])
     assert code == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["n_images"] == expected["n_images"]
