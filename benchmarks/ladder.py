@@ -102,10 +102,11 @@ def train(args: argparse.Namespace) -> int:
         command += ["--image-size", str(args.image_size)]
     if args.k != 2:
         command += ["--set", f"model.n_regions={args.k}"]
+    out.mkdir(parents=True, exist_ok=True)
+    # the run's command, whether this call starts it or resumes it
+    (out / "command.txt").write_text(" ".join(["redo", *command[3:]]) + "\n")
     if (out / "last.pt").exists():
         command.append("--resume")
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "command.txt").write_text(" ".join(["redo", *command[3:]]) + "\n")
     code = subprocess.call(command, env=_env())
     if code:
         return code

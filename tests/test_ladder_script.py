@@ -93,6 +93,10 @@ def test_a_folder_set_trains_and_scores_under_its_own_name(tmp_path, monkeypatch
     assert words[words.index("--data-root") + 1] == "data/folder-textured"
     assert words[words.index("--out") + 1] == str(run)
     assert json.loads((run / "test.json").read_text())["iou"] == 0.5
+    (run / "last.pt").write_bytes(b"state")  # a second call resumes the run: same stored command
+    assert ladder.main(["--runs", str(tmp_path), "train", "preset", "--dataset", "folder-textured",
+                        "--data-root", "data/folder-textured", "--steps", "100", "--seed", "1"]) == 0
+    assert calls[-2][-1] == "--resume" and (run / "command.txt").read_text().split() == words
     assert ladder.main(["--runs", str(tmp_path), "baselines", "--dataset", "folder-textured",
                         "--data-root", "data/folder-textured"]) == 0
     assert all(c[c.index("--data-root") + 1] == "data/folder-textured" for c in calls[-5:])
