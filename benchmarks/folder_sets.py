@@ -530,7 +530,7 @@ def summary_line(summary: Dict[str, object]) -> str:
         f"folder-{summary['kind']} ({summary['size']} px, seed {summary['seed']}) -> {summary['out']}: "
         + ", ".join(f"{s} {counts[s]}" for s in SPLITS)
         + " images; mean object area "
-        + ", ".join(f"{s} {area[s]:.3f}" for s in SPLITS)
+        + ", ".join(f"{s} {area[s]:.3f}" for s in SPLITS if counts[s])  # an empty split has no mean
         + f"; touching the border {summary['border']:.3f}; "
         + ", ".join(f"{k} {n}" for k, n in summary["variants"].items())
     )

@@ -125,6 +125,11 @@ def test_same_seed_same_bytes_other_seed_differs(tmp_path: Path) -> None:
         assert sorted(files_a) == sorted(files_c)
         assert all(files_a[k] != files_c[k] for k in files_a if k.startswith("images/"))
         assert a["seed"] == 5
+        # the test split alone is the same images (the shipped-checkpoint test draws it so)
+        fs.write_folder_set(tmp_path / f"{kind}-test", kind, {"test": 1}, seed=5, progress=False)
+        test_only = _files(tmp_path / f"{kind}-test")
+        assert test_only["images/test_00000.png"] == files_a["images/test_00000.png"]
+        assert test_only["masks/test_00000.png"] == files_a["masks/test_00000.png"]
     # one image does not depend on how many others are written
     small = fs.write_folder_set(tmp_path / "small", "flat", {"train": 1}, seed=5, progress=False)
     assert small["counts"]["train"] == 1
@@ -146,6 +151,7 @@ def test_existing_directory_is_refused_unless_force(tmp_path: Path, capsys: pyte
     assert fs.main([*args, "--force"]) == 0
     line = capsys.readouterr().out.strip().splitlines()
     assert len(line) == 1 and "train 3" in line[0] and "touching the border" in line[0]
+    assert "nan" not in line[0]  # the empty val and test splits have no mean area to print
     assert not (out / "keep.txt").exists() and len(list((out / "images").iterdir())) == 3
     assert not list(tmp_path.glob("*.tmp-*")) and not list(tmp_path.glob("*.old-*"))
 
