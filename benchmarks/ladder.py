@@ -186,10 +186,12 @@ def table(args: argparse.Namespace) -> int:
 
 
 def publish(args: argparse.Namespace) -> int:
-    """Copy each run's small files (curve, command, test score, last sample grid) to ``--to``.
+    """Copy each run's small files (curve, command, test score, sample grids) to ``--to``.
 
     What the book's chapter "What makes ReDO learn" reads: ``TO/<dataset>/<setting>/seed<S>/``
-    with ``metrics.jsonl``, ``command.txt``, ``test.json`` and ``samples_last.png``, and
+    with ``metrics.jsonl``, ``command.txt``, ``test.json``, ``samples_last.png`` (the last
+    grid) and ``samples_best.png`` (the grid at the kept checkpoint's iteration, the
+    ``step`` of ``test.json``, where the run saved one), and
     ``TO/<dataset>/baselines-<S>px.json``.
     """
     import shutil
@@ -202,9 +204,13 @@ def publish(args: argparse.Namespace) -> int:
         for name in ("metrics.jsonl", "command.txt", "test.json"):
             if (run / name).exists():
                 shutil.copyfile(run / name, target / name)
-        grids = sorted(run.glob("samples_*.png"))
+        grids = sorted(run.glob("samples_[0-9]*.png"))
         if grids:
             shutil.copyfile(grids[-1], target / "samples_last.png")
+        if (run / "test.json").exists():
+            kept = run / f"samples_{json.loads((run / 'test.json').read_text())['step']:06d}.png"
+            if kept.exists():
+                shutil.copyfile(kept, target / "samples_best.png")
         print(target)
     for path in sorted(runs.glob("*/baselines-*.json")):
         (to / path.parent.name).mkdir(parents=True, exist_ok=True)

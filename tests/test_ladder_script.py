@@ -59,7 +59,8 @@ def test_every_setting_is_valid_for_redo_train():
 def test_publish_copies_the_small_files_only(tmp_path):
     ladder = _ladder()
     run = tmp_path / "runs" / "synthetic-flat" / "nz3" / "seed1"
-    _write_run(run, [(600, 0.5)], test_iou=0.8)
+    _write_run(run, [(600, 0.5)])
+    (run / "test.json").write_text(json.dumps({"iou": 0.8, "step": 250}))  # kept: iteration 250
     (run / "command.txt").write_text("redo train ...\n")
     (run / "best.pt").write_bytes(b"big")
     for step in (250, 500):
@@ -67,8 +68,10 @@ def test_publish_copies_the_small_files_only(tmp_path):
     (tmp_path / "runs" / "synthetic-flat" / "baselines-32px.json").write_text("{}")
     assert ladder.main(["--runs", str(tmp_path / "runs"), "publish", "--to", str(tmp_path / "out")]) == 0
     target = tmp_path / "out" / "synthetic-flat" / "nz3" / "seed1"
-    assert sorted(p.name for p in target.iterdir()) == ["command.txt", "metrics.jsonl", "samples_last.png", "test.json"]
+    assert sorted(p.name for p in target.iterdir()) == [
+        "command.txt", "metrics.jsonl", "samples_best.png", "samples_last.png", "test.json"]
     assert (target / "samples_last.png").read_bytes() == b"500"
+    assert (target / "samples_best.png").read_bytes() == b"250"
     assert (tmp_path / "out" / "synthetic-flat" / "baselines-32px.json").exists()
 
 
