@@ -185,16 +185,24 @@ def table(args: argparse.Namespace) -> int:
     return 0
 
 
+def _grid(run: Path, record: Dict) -> Path:
+    """The sample grid the trainer saved at an evaluation (``_r<N>`` after the N-th restart)."""
+    suffix = f"_r{record['restart']}" if record.get("restart") else ""
+    return run / f"samples{suffix}_{record['step']:06d}.png"
+
+
 def publish(args: argparse.Namespace) -> int:
     """Copy each run's small files (curve, command, test score, sample grids) to ``--to``.
 
     What the book's chapter "What makes ReDO learn" reads: ``TO/<dataset>/<setting>/seed<S>/``
     with ``metrics.jsonl``, ``command.txt``, ``test.json``, ``samples_last.png`` (the last
-    grid) and ``samples_best.png`` (the grid at the kept checkpoint's iteration, the
-    ``step`` of ``test.json``, where the run saved one), and
+    grid) and ``samples_best.png`` (the grid at the kept checkpoint's iteration: the
+    newest evaluation that improved on the best, where the run saved one), and
     ``TO/<dataset>/baselines-<S>px.json``.
     """
     import shutil
+
+    from redo_lib.viz import load_metrics
 
     runs, to = Path(args.runs), Path(args.to)
     for metrics in sorted(runs.glob("*/*/seed*/metrics.jsonl")):
@@ -204,13 +212,12 @@ def publish(args: argparse.Namespace) -> int:
         for name in ("metrics.jsonl", "command.txt", "test.json"):
             if (run / name).exists():
                 shutil.copyfile(run / name, target / name)
-        grids = sorted(run.glob("samples_[0-9]*.png"))
-        if grids:
-            shutil.copyfile(grids[-1], target / "samples_last.png")
-        if (run / "test.json").exists():
-            kept = run / f"samples_{json.loads((run / 'test.json').read_text())['step']:06d}.png"
-            if kept.exists():
-                shutil.copyfile(kept, target / "samples_best.png")
+        scored = load_metrics(metrics, keys=("iou",))
+        kept = [r for r in scored if r.get("is_best")]
+        for name, record in (("samples_last.png", scored[-1:]), ("samples_best.png", kept[-1:])):
+            grid = _grid(run, record[0]) if record else None
+            if grid is not None and grid.is_file():
+                shutil.copyfile(grid, target / name)
         print(target)
     for path in sorted(runs.glob("*/baselines-*.json")):
         (to / path.parent.name).mkdir(parents=True, exist_ok=True)

@@ -59,19 +59,25 @@ def test_every_setting_is_valid_for_redo_train():
 def test_publish_copies_the_small_files_only(tmp_path):
     ladder = _ladder()
     run = tmp_path / "runs" / "synthetic-flat" / "nz3" / "seed1"
-    _write_run(run, [(600, 0.5)])
-    (run / "test.json").write_text(json.dumps({"iou": 0.8, "step": 250}))  # kept: iteration 250
+    run.mkdir(parents=True)
+    # best at step 500, then a collapse and an automatic restart: the grids after it are "_r1"
+    records = [{"step": 250, "iteration": 250, "restart": 0, "iou": 0.3, "is_best": True},
+               {"step": 500, "iteration": 500, "restart": 0, "iou": 0.5, "is_best": True},
+               {"event": "auto_restart", "step": 500, "iteration": 500, "restart": 1},
+               {"step": 250, "iteration": 750, "restart": 1, "iou": 0.4, "is_best": False}]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    (run / "test.json").write_text(json.dumps({"iou": 0.8, "step": 500}))
     (run / "command.txt").write_text("redo train ...\n")
     (run / "best.pt").write_bytes(b"big")
-    for step in (250, 500):
-        (run / f"samples_{step:06d}.png").write_bytes(str(step).encode())
+    for name in ("samples_000250", "samples_000500", "samples_r1_000250"):
+        (run / f"{name}.png").write_bytes(name.encode())
     (tmp_path / "runs" / "synthetic-flat" / "baselines-32px.json").write_text("{}")
     assert ladder.main(["--runs", str(tmp_path / "runs"), "publish", "--to", str(tmp_path / "out")]) == 0
     target = tmp_path / "out" / "synthetic-flat" / "nz3" / "seed1"
     assert sorted(p.name for p in target.iterdir()) == [
         "command.txt", "metrics.jsonl", "samples_best.png", "samples_last.png", "test.json"]
-    assert (target / "samples_last.png").read_bytes() == b"500"
-    assert (target / "samples_best.png").read_bytes() == b"250"
+    assert (target / "samples_last.png").read_bytes() == b"samples_r1_000250"
+    assert (target / "samples_best.png").read_bytes() == b"samples_000500"
     assert (tmp_path / "out" / "synthetic-flat" / "baselines-32px.json").exists()
 
 
