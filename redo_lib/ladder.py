@@ -36,7 +36,7 @@ LEVELS: Mapping[str, str] = {"flat": "synthetic-flat", "gradient": "synthetic-gr
 
 #: held-out sets drawn by ``benchmarks/folder_sets.py`` (no ``redo_lib`` code), stored like
 #: the levels (``benchmarks/ladder.py train ... --data-root``) under these names
-HELD_OUT: Mapping[str, str] = {"textured folder set": "folder-textured"}
+HELD_OUT: Mapping[str, str] = {"flat folder set": "folder-flat", "textured folder set": "folder-textured"}
 
 
 def default_root() -> Path:
