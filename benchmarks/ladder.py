@@ -185,12 +185,6 @@ def table(args: argparse.Namespace) -> int:
     return 0
 
 
-def _grid(run: Path, record: Dict) -> Path:
-    """The sample grid the trainer saved at an evaluation (``_r<N>`` after the N-th restart)."""
-    suffix = f"_r{record['restart']}" if record.get("restart") else ""
-    return run / f"samples{suffix}_{record['step']:06d}.png"
-
-
 def publish(args: argparse.Namespace) -> int:
     """Copy each run's small files (curve, command, test score, sample grids) to ``--to``.
 
@@ -202,6 +196,7 @@ def publish(args: argparse.Namespace) -> int:
     """
     import shutil
 
+    from redo_lib.training.trainer import samples_path
     from redo_lib.viz import load_metrics
 
     runs, to = Path(args.runs), Path(args.to)
@@ -213,10 +208,13 @@ def publish(args: argparse.Namespace) -> int:
             if (run / name).exists():
                 shutil.copyfile(run / name, target / name)
         scored = load_metrics(metrics, keys=("iou",))
-        kept = [r for r in scored if r.get("is_best")]
-        for name, record in (("samples_last.png", scored[-1:]), ("samples_best.png", kept[-1:])):
-            grid = _grid(run, record[0]) if record else None
-            if grid is not None and grid.is_file():
+        last = scored[-1] if scored else None
+        kept = next((r for r in reversed(scored) if r.get("is_best")), None)
+        for name, record in (("samples_last.png", last), ("samples_best.png", kept)):
+            if record is None:
+                continue
+            grid = samples_path(run, record.get("restart", 0), record["step"])
+            if grid.is_file():
                 shutil.copyfile(grid, target / name)
         print(target)
     for path in sorted(runs.glob("*/baselines-*.json")):

@@ -94,6 +94,7 @@ __all__ = [
     "RunExistsError",
     "CheckpointSaveError",
     "resolve_device",
+    "samples_path",
     "check_train_config",
     "use_fused_adam",
     "backend_flags",
@@ -147,6 +148,12 @@ def resolve_device(name: str, dist: Optional[DistInfo] = None) -> torch.device:
     """:func:`redo_lib.utils.pick_device`, on the process's own GPU under DDP."""
     dist = dist or DistInfo()
     return pick_device(name, dist.local_rank if dist.enabled else None)
+
+
+def samples_path(out: Path, restarts: int, step: int) -> Path:
+    """The sample grid saved at ``step`` of a run in ``out`` (``_r<N>`` after the N-th restart)."""
+    suffix = f"_r{restarts}" if restarts else ""
+    return Path(out) / f"samples{suffix}_{step:06d}.png"
 
 
 def _atomic_text(path: Path, text: str) -> None:
@@ -579,8 +586,7 @@ class Trainer:
 
     def _write_samples(self) -> None:
         images, truth = self._samples
-        suffix = f"_r{self.restarts}" if self.restarts else ""
-        path = self.out / f"samples{suffix}_{self.step:06d}.png"
+        path = samples_path(self.out, self.restarts, self.step)
         self.model.eval()
         try:
             with torch.no_grad():
@@ -798,8 +804,7 @@ class Trainer:
         if metrics.is_file() and metrics.stat().st_size != self._metrics_backup_size:
             atomic_copy(metrics, self.backup / metrics.name)
             self._metrics_backup_size = metrics.stat().st_size
-        suffix = f"_r{self.restarts}" if self.restarts else ""
-        grid = self.out / f"samples{suffix}_{self.step:06d}.png"
+        grid = samples_path(self.out, self.restarts, self.step)
         for src in (self.out / "best.pt", grid):  # best.pt: written there directly, unless added later
             if src.is_file() and not (self.backup / src.name).exists():
                 atomic_copy(src, self.backup / src.name)
