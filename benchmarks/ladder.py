@@ -95,7 +95,9 @@ def train(args: argparse.Namespace) -> int:
     out = run_dir(Path(args.runs), args.dataset, args.setting, args.seed, args.image_size, args.k)
     command = [*_redo(), "train", "--preset", "synthetic-flat", *_data(args), "--seed", str(args.seed),
                "--steps", str(args.steps or 1000000), "--out", str(out), "--quiet", *SETTINGS[args.setting]]
-    if not args.steps:
+    if args.steps:  # a budget of iterations in all, automatic restarts included
+        command += ["--max-iterations", str(args.steps)]
+    else:
         command += ["--time-limit", str(args.minutes)]
 
     if args.image_size:
@@ -258,7 +260,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     t.add_argument("--dataset", default="synthetic-flat")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--minutes", type=float, default=30.0, help="time limit (when --steps is not given)")
-    t.add_argument("--steps", type=int, help="train this many iterations instead of --minutes")
+    t.add_argument("--steps", type=int, help="train this many iterations in all (automatic restarts "
+                   "included) instead of --minutes")
     t.add_argument("--image-size", type=int)
     t.add_argument("--k", type=int, default=2, help="regions (3: two objects)")
     t.add_argument("--data-root", help="train on the folder data set in this folder (--dataset names the run)")

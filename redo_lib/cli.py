@@ -15,8 +15,10 @@ Sub-commands::
     redo export CHECKPOINT.pt OUTPUT.pt
     redo data {download,check,list} ...
 
-``--steps`` is the run's total number of iterations: ``redo train --resume --out DIR
---steps N`` continues the run in DIR up to N. Several GPUs: ``torchrun --nproc_per_node G
+``--steps`` is the number of iterations of the run: ``redo train --resume --out DIR
+--steps N`` continues the run in DIR up to N. An automatic restart (a collapse before
+``train.auto_restart_until``) starts the count again from 0; ``--max-iterations N`` stops
+after N iterations in all, restarts included. Several GPUs: ``torchrun --nproc_per_node G
 -m redo_lib train ...`` (``--batch-size`` is per process).
 
 Colab with Google Drive: ``redo train --out /content/runs/seed0 --backup-dir
@@ -117,6 +119,7 @@ _TRAIN_OPTIONS = {
     "eval_every": ("train", "eval_every"),
     "max_eval_images": ("train", "max_eval_images"),
     "time_limit": ("train", "time_limit_minutes"),
+    "max_iterations": ("train", "max_iterations"),
     "d_steps": ("train", "d_steps"),
     "num_workers": ("train", "num_workers"),
     "cache_images": ("train", "cache_images"),  # only --no-cache-images sets it (False)
@@ -468,7 +471,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--dataset", metavar="NAME", help="data set (default: the preset's)")
     train.add_argument("--data-root", metavar="DIR", help="data set folder (default: data/NAME)")
     train.add_argument("--out", metavar="DIR", help="run folder (default: runs/PRESET)")
-    train.add_argument("--steps", type=int, metavar="N", help="TOTAL number of iterations of the run")
+    train.add_argument("--steps", type=int, metavar="N",
+                       help="iterations of the run (with --resume: up to N in all); after an automatic "
+                       "restart the new attempt runs N iterations from 0 (see --max-iterations)")
+    train.add_argument("--max-iterations", type=int, metavar="N",
+                       help="stop after N iterations in all, counting those before automatic restarts "
+                       "(default: no cap)")
     train.add_argument("--batch-size", type=int, metavar="B",
                        help="batch size (per process; default: the preset's, 20 for the image presets, "
                        "the official code's default; the paper quotes 25)")

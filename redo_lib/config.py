@@ -117,6 +117,10 @@ class TrainConfig:
     # stop (after a last evaluation and checkpoint) once this many minutes of training,
     # evaluations included, have passed across resumes (0: no limit, run all the steps)
     time_limit_minutes: float = 0.0
+    # stop (after a last evaluation and checkpoint) once this many iterations have run in
+    # all, across automatic restarts and resumes (0: no cap). ``steps`` counts the iterations
+    # of the current attempt, which an automatic restart starts again from 0.
+    max_iterations: int = 0
     seed: int = 0
     num_workers: int = 0
     # Keep the decoded, preprocessed images of data sets on disk (training split; the

@@ -101,6 +101,7 @@ def test_a_folder_set_trains_and_scores_under_its_own_name(tmp_path, monkeypatch
     assert words[words.index("--dataset") + 1] == "folder"
     assert words[words.index("--data-root") + 1] == "data/folder-textured"
     assert words[words.index("--out") + 1] == str(run)
+    assert words[words.index("--max-iterations") + 1] == "100"  # restarts included
     assert json.loads((run / "test.json").read_text())["iou"] == 0.5
     (run / "last.pt").write_bytes(b"state")  # a second call resumes the run: same stored command
     assert ladder.main(["--runs", str(tmp_path), "train", "preset", "--dataset", "folder-textured",

@@ -128,7 +128,7 @@ def check_train_config(config: ReDOConfig) -> None:
         if getattr(t, name) < 1:
             raise ValueError(f"train.{name} must be at least 1, got {getattr(t, name)}")
     for name in ("steps", "max_eval_images", "num_workers", "train_eval_images", "auto_restart_until",
-                 "mask_warmup"):
+                 "mask_warmup", "max_iterations"):
         if getattr(t, name) < 0:
             raise ValueError(f"train.{name} must be >= 0, got {getattr(t, name)}")
     if not 0 <= t.auto_restart < 0.5:
@@ -723,7 +723,7 @@ class Trainer:
         self.step = 0
         self._save()  # the fresh start, so that a resume continues it
         if self._pbar is not None:
-            self._pbar.reset(total=self.tc.steps)
+            self._pbar.reset(total=self._attempt_total())
 
     # ------------------------------------------------------------------ checkpoints
     def _check_finite_weights(self) -> None:
@@ -912,7 +912,8 @@ class Trainer:
 
     # ------------------------------------------------------------------ the loop
     def fit(self) -> Dict[str, Any]:
-        """Train until ``config.train.steps`` iterations (of the current attempt).
+        """Train until ``config.train.steps`` iterations of the current attempt (an automatic
+        restart starts the count again), or ``train.max_iterations`` in all when it is set.
 
         The CUDA backend flags (:func:`run_backend_flags`) hold for this call only. A failed
         save raises :class:`CheckpointSaveError` (the previous checkpoint is intact; free
@@ -936,14 +937,15 @@ class Trainer:
             if self.resumed_from is not None:
                 record["resumed_from"] = str(self.resumed_from)
             self._append_metrics(record)
-        if self.step >= total:
-            self.log(f"the run in {self.out} is already at step {self.step} (total {total}): nothing to do")
+        if self.step >= total or self._iteration_cap_reached():
+            self.log(f"the run in {self.out} is already at step {self.step} (total {total}, iteration "
+                     f"{self.iterations} of at most {self.tc.max_iterations or 'unlimited'}): nothing to do")
             self._final_backup(failed=False)
             return self.summary()
         if self.progress and self.dist.is_main:
             from tqdm.auto import tqdm
 
-            self._pbar = tqdm(total=total, initial=self.step, desc="train", dynamic_ncols=True,
+            self._pbar = tqdm(total=self._attempt_total(), initial=self.step, desc="train", dynamic_ncols=True,
                               file=sys.stderr, disable=None)
         per_iteration = self.images_per_iteration
         window_t, window_steps = time.perf_counter(), 0
@@ -960,7 +962,8 @@ class Trainer:
                     self._pbar.update(1)
                 scheduled = self.step % self.tc.eval_every == 0
                 out_of_time = self._out_of_time()
-                last = self.step == total or out_of_time
+                capped = self._iteration_cap_reached()
+                last = self.step == total or out_of_time or capped
                 if self.step % self.tc.log_every == 0 or scheduled or last:
                     self._flush_losses()
                     self._show_losses()
@@ -970,9 +973,14 @@ class Trainer:
                     seconds = time.perf_counter() - window_t
                     window = {"it_per_s": round(window_steps / seconds, 4) if seconds > 0 else None,
                               "images_per_s": round(window_steps * per_iteration / seconds, 2) if seconds > 0 else None}
-                    self._evaluate_and_save(scheduled, window)
+                    # no automatic restart at the cap: the run would end on fresh networks
+                    self._evaluate_and_save(scheduled and not capped, window)
                     barrier(self.dist)
                     window_t, window_steps = time.perf_counter(), 0
+                if capped:  # (even after an auto-restart at this step: the cap counts every iteration)
+                    self.log(f"{self.iterations} iterations in all (train.max_iterations) reached at step "
+                             f"{self.step}")
+                    break
                 if out_of_time and self.step < total:  # (an auto-restart at the last step goes on)
                     self.log(f"time limit of {self.tc.time_limit_minutes:g} minutes reached at step {self.step}")
                     break
@@ -1002,6 +1010,19 @@ class Trainer:
                 self._final_backup(failed=True)
         self._final_backup(failed=False)
         return self.summary()
+
+    def _iteration_cap_reached(self) -> bool:
+        """Whether ``train.max_iterations`` iterations have run, across restarts and resumes."""
+        cap = self.tc.max_iterations
+        return bool(cap) and self.iterations >= cap
+
+    def _attempt_total(self) -> int:
+        """The step at which the current attempt will stop: ``train.steps``, or earlier under
+        ``train.max_iterations`` (the progress bar's total)."""
+        total = self.tc.steps
+        if self.tc.max_iterations:
+            total = min(total, self.step + max(0, self.tc.max_iterations - self.iterations))
+        return total
 
     def _out_of_time(self) -> bool:
         """Whether ``train.time_limit_minutes`` of training (across resumes) have passed.
