@@ -204,21 +204,28 @@ def test_metrics_jsonl_and_best_checkpoint(tmp_path):
     assert not list(out.glob(".*.tmp"))
 
 
-def test_auto_restart_on_collapse_is_logged(tmp_path, monkeypatch, capsys):
-    out = tmp_path / "run"
-    trainer = make_trainer(out, make_config(steps=4, eval_every=2, auto_restart=0.05, auto_restart_until=100))
+def _collapsing_trainer(out, monkeypatch, collapsed, **train):
+    """A trainer (evaluations every 2 steps, auto_restart 0.05) whose evaluations numbered in
+    ``collapsed`` (1, 2, ...; None: every one) report a collapsed region."""
+    trainer = make_trainer(out, make_config(eval_every=2, auto_restart=0.05, **train))
     real_evaluate = trainer.evaluate
     calls = {"n": 0}
 
-    def collapsed_once():
+    def maybe_collapsed():
         scores = real_evaluate()
         calls["n"] += 1
-        if calls["n"] == 1:
+        if collapsed is None or calls["n"] in collapsed:
             for s in scores.values():
                 s["min_region_size"] = 0.0
         return scores
 
-    monkeypatch.setattr(trainer, "evaluate", collapsed_once)
+    monkeypatch.setattr(trainer, "evaluate", maybe_collapsed)
+    return trainer
+
+
+def test_auto_restart_on_collapse_is_logged(tmp_path, monkeypatch, capsys):
+    out = tmp_path / "run"
+    trainer = _collapsing_trainer(out, monkeypatch, {1}, steps=4, auto_restart_until=100)
     old_mask_net = trainer.model.mask_net
     summary = trainer.fit()
     assert summary["restarts"] == 1
@@ -230,28 +237,10 @@ def test_auto_restart_on_collapse_is_logged(tmp_path, monkeypatch, capsys):
     assert load_checkpoint(out / "last.pt")["restarts"] == 1
 
 
-def _collapse_on(trainer, monkeypatch, evaluations):
-    """Make the listed evaluations (1, 2, ...) report a collapsed region."""
-    real_evaluate = trainer.evaluate
-    calls = {"n": 0}
-
-    def maybe_collapsed():
-        scores = real_evaluate()
-        calls["n"] += 1
-        if calls["n"] in evaluations:
-            for s in scores.values():
-                s["min_region_size"] = 0.0
-        return scores
-
-    monkeypatch.setattr(trainer, "evaluate", maybe_collapsed)
-
-
 def test_max_iterations_counts_the_iterations_before_an_auto_restart(tmp_path, monkeypatch):
     # steps=4 per attempt; a collapse at step 2; the cap of 5 ends the second attempt at step 3
     out = tmp_path / "run"
-    trainer = make_trainer(out, make_config(steps=4, eval_every=2, auto_restart=0.05, auto_restart_until=100,
-                                            max_iterations=5))
-    _collapse_on(trainer, monkeypatch, {1})
+    trainer = _collapsing_trainer(out, monkeypatch, {1}, steps=4, auto_restart_until=100, max_iterations=5)
     summary = trainer.fit()
     assert summary["restarts"] == 1 and summary["iterations"] == 5 and summary["step"] == 3
     state = load_checkpoint(out / "last.pt")
@@ -266,26 +255,14 @@ def test_max_iterations_counts_the_iterations_before_an_auto_restart(tmp_path, m
 def test_no_auto_restart_at_the_iteration_cap(tmp_path, monkeypatch):
     # a collapse seen at the cap's evaluation ends the run; a restart would leave fresh networks
     out = tmp_path / "run"
-    trainer = make_trainer(out, make_config(steps=8, eval_every=2, auto_restart=0.05, auto_restart_until=100,
-                                            max_iterations=4))
-    _collapse_on(trainer, monkeypatch, {2})
+    trainer = _collapsing_trainer(out, monkeypatch, {2}, steps=8, auto_restart_until=100, max_iterations=4)
     summary = trainer.fit()
     assert summary["restarts"] == 0 and summary["iterations"] == 4 and summary["step"] == 4
     assert load_checkpoint(out / "last.pt")["step"] == 4
 
 
 def test_no_restart_after_auto_restart_until(tmp_path, monkeypatch):
-    trainer = make_trainer(tmp_path / "run", make_config(steps=4, eval_every=2, auto_restart=0.05,
-                                                         auto_restart_until=1))
-    real_evaluate = trainer.evaluate
-
-    def collapsed():
-        scores = real_evaluate()
-        for s in scores.values():
-            s["min_region_size"] = 0.0
-        return scores
-
-    monkeypatch.setattr(trainer, "evaluate", collapsed)
+    trainer = _collapsing_trainer(tmp_path / "run", monkeypatch, None, steps=4, auto_restart_until=1)
     assert trainer.fit()["restarts"] == 0
 
 
