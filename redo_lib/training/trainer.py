@@ -977,9 +977,10 @@ class Trainer:
                     self._evaluate_and_save(scheduled and not capped, window)
                     barrier(self.dist)
                     window_t, window_steps = time.perf_counter(), 0
-                if capped:  # (even after an auto-restart at this step: the cap counts every iteration)
-                    self.log(f"{self.iterations} iterations in all (train.max_iterations) reached at step "
-                             f"{self.step}")
+                if capped:  # the cap counts every iteration, before and after automatic restarts
+                    if self.step < total:
+                        self.log(f"{self.iterations} iterations in all (train.max_iterations) reached at "
+                                 f"step {self.step}")
                     break
                 if out_of_time and self.step < total:  # (an auto-restart at the last step goes on)
                     self.log(f"time limit of {self.tc.time_limit_minutes:g} minutes reached at step {self.step}")
