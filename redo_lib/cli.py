@@ -472,7 +472,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--data-root", metavar="DIR", help="data set folder (default: data/NAME)")
     train.add_argument("--out", metavar="DIR", help="run folder (default: runs/PRESET)")
     train.add_argument("--steps", type=int, metavar="N",
-                       help="iterations of the run (with --resume: up to N in all); after an automatic "
+                       help="iterations of the run (with --resume: up to step N); after an automatic "
                        "restart the new attempt runs N iterations from 0 (see --max-iterations)")
     train.add_argument("--max-iterations", type=int, metavar="N",
                        help="stop after N iterations in all, counting those before automatic restarts "
