@@ -78,8 +78,8 @@ RESUMABLE_OPTIONS = frozenset(
     f"train.{name}" for name in (
         "steps", "eval_every", "max_eval_images", "num_workers", "data_root", "eval_batch_size",
         "log_every", "device", "amp", "channels_last", "compile", "compile_backend", "train_eval_images",
-        "auto_restart", "auto_restart_until", "time_limit_minutes", "max_iterations", "backup_dir", "backup_every", "tf32",
-        "cache_images",
+        "auto_restart", "auto_restart_until", "time_limit_minutes", "max_iterations", "backup_dir",
+        "backup_every", "tf32", "cache_images",
     )
 )
 
