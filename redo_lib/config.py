@@ -71,6 +71,13 @@ class LossConfig:
     # "all": every region redrawn and every G_k updated at each step (correction 1);
     # "one": the preprint's Algorithm 1, one region i ~ U(K) sampled per step.
     regions: str = "all"
+    # Addition (not ReDO): PerturbGAN's minimum-area hinge (Bielski & Favaro 2019),
+    # min_area_weight * mean over images and regions of relu(min_area - mean of M_k), which
+    # stops a region from shrinking to nothing (redo_lib.losses.min_area_loss). 0: off (ReDO).
+    min_area: float = 0.0
+    # 10: the synthetic presets' lambda_z, so that the floor outweighs the adversarial term
+    # where it is active (a choice of this library; the hinge's source gives no weight).
+    min_area_weight: float = 10.0
 
     def validate(self) -> "LossConfig":
         if self.info_loss not in ("mean_squared", "l2_norm"):
@@ -79,6 +86,10 @@ class LossConfig:
             raise ValueError(f"regions={self.regions!r}: choose 'all' or 'one'")
         if self.lambda_z < 0:
             raise ValueError(f"lambda_z must be >= 0, got {self.lambda_z}")
+        if not 0 <= self.min_area < 1:
+            raise ValueError(f"min_area={self.min_area}: a share of the image in [0, 1) (0: off)")
+        if self.min_area_weight < 0:
+            raise ValueError(f"min_area_weight must be >= 0, got {self.min_area_weight}")
         return self
 
 

@@ -26,6 +26,7 @@ __all__ = [
     "discriminator_hinge_loss",
     "generator_adversarial_loss",
     "information_loss",
+    "min_area_loss",
 ]
 
 
@@ -57,3 +58,17 @@ def information_loss(z_pred: torch.Tensor, z: torch.Tensor, kind: str = "mean_sq
     if kind == "l2_norm":
         return (z_pred - z).norm(dim=-1).mean()
     raise ValueError(f"unknown information loss {kind!r}; choose 'mean_squared' or 'l2_norm'")
+
+
+def min_area_loss(masks: torch.Tensor, min_area: float) -> torch.Tensor:
+    r"""An **addition** (not ReDO): the minimum-area hinge of PerturbGAN (Bielski & Favaro,
+    NeurIPS 2019), :math:`\frac{1}{BK}\sum_{b,k} \max(0, a_{min} - \bar M_{bk})`, where
+    :math:`\bar M_{bk}` is the mean of mask k of image b (the share of the image region k
+    holds). Zero while every region holds at least ``min_area`` of its image; below that it
+    pushes every pixel of the region up by the same amount, against a region's collapse.
+
+    ``masks``: (B, K, H, W) soft masks; returns a scalar.
+    """
+    if masks.dim() != 4:
+        raise ValueError(f"masks must be (B, K, H, W), got shape {tuple(masks.shape)}")
+    return F.relu(min_area - masks.mean(dim=(-2, -1))).mean()

@@ -119,6 +119,7 @@ def test_resume_continues_to_the_new_total(tmp_path, capsys, monkeypatch):
     (["train", "--preset", "synthetic-flat", "--steps", "x"], "invalid int value"),
     (["train", "--preset", "synthetic-flat", "--max-iterations", "-1", "--steps", "1"],
      "train.max_iterations must be >= 0"),
+    (["train", "--preset", "synthetic-flat", "--min-area", "1.5", "--steps", "1"], "min_area=1.5: a share of the image"),
     (["train", "--preset", "synthetic-flat", "--device", "tpu"], "unknown device 'tpu'"),
     (["train", "--preset", "synthetic-flat", "--dataset", "nope", "--steps", "1"], "valid data sets"),
     (["evaluate", "--checkpoint", "missing.pt"], "checkpoint not found"),
@@ -137,10 +138,11 @@ def test_user_errors_are_one_line_and_exit_2(argv, expected, capsys, tmp_path, m
 
 def test_print_config(capsys):
     code, out, _ = run(capsys, "train", "--preset", "synthetic-flat", "--batch-size", 25, "--print-config",
-                       "--set", "loss.regions=one", "--amp", "--max-iterations", 10000)
+                       "--set", "loss.regions=one", "--amp", "--max-iterations", 10000, "--min-area", 0.1)
     assert code == 0
     config = json.loads(out)
     assert config["train"]["max_iterations"] == 10000
+    assert config["loss"]["min_area"] == 0.1 and config["loss"]["min_area_weight"] == 10.0
     assert config["train"]["batch_size"] == 25 and config["loss"]["regions"] == "one"
     assert config["train"]["amp"] is True and config["model"]["image_size"] == 32
 

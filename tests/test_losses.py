@@ -4,7 +4,8 @@ import math
 import pytest
 import torch
 
-from redo_lib.losses import discriminator_hinge_loss, generator_adversarial_loss, information_loss
+from redo_lib import LossConfig
+from redo_lib.losses import discriminator_hinge_loss, generator_adversarial_loss, information_loss, min_area_loss
 
 
 def test_hinge_loss_by_hand():
@@ -47,3 +48,39 @@ def test_unit_gaussian_code_has_unit_loss_when_predicting_zero():
     z = torch.randn(2000, 2, 32)
     assert information_loss(torch.zeros_like(z), z).item() == pytest.approx(1.0, abs=0.02)
     assert information_loss(torch.zeros_like(z), z, "l2_norm").item() == pytest.approx(math.sqrt(31.5), abs=0.05)
+
+
+# ------------------------------------------------- the minimum-area hinge (an addition)
+def test_min_area_loss_by_hand():
+    masks = torch.zeros(2, 2, 2, 2)
+    masks[0, 0, 0, 0] = 0.2  # image 0: region 0 holds 0.05 of the image, region 1 0.95
+    masks[0, 1] = 1.0
+    masks[0, 1, 0, 0] = 0.8
+    masks[1] = 0.5  # image 1: both regions hold half
+    # only image 0's region 0 is under 0.1: (0.1 - 0.05) / (B K = 4)
+    assert min_area_loss(masks, 0.1).item() == pytest.approx(0.0125)
+    assert min_area_loss(masks, 0.05).item() == 0.0
+    assert min_area_loss(masks, 0.0).item() == 0.0
+
+
+def test_min_area_loss_pushes_only_the_small_region_up_by_the_same_amount_per_pixel():
+    masks = torch.full((1, 2, 4, 4), 0.5)
+    masks[0, 0] = 0.02
+    masks[0, 1] = 0.98
+    masks.requires_grad_(True)
+    min_area_loss(masks, 0.1).backward()
+    # d/dM = -1 / (B K H W) on each pixel of the region below the floor, 0 elsewhere
+    assert torch.allclose(masks.grad[0, 0], torch.full((4, 4), -1 / 32))
+    assert torch.count_nonzero(masks.grad[0, 1]) == 0
+
+
+def test_min_area_loss_rejects_masks_without_a_region_axis():
+    with pytest.raises(ValueError, match="B, K, H, W"):
+        min_area_loss(torch.rand(4, 8, 8), 0.1)
+
+
+@pytest.mark.parametrize("options, match", [({"min_area": 1.0}, "min_area"), ({"min_area": -0.1}, "min_area"),
+                                            ({"min_area_weight": -1.0}, "min_area_weight")])
+def test_min_area_options_are_validated(options, match):
+    with pytest.raises(ValueError, match=match):
+        LossConfig(**options).validate()

@@ -120,6 +120,26 @@ def test_loss_variants_run(tmp_path, loss):
     assert ("info_net" in seen["g"]) == (loss.lambda_z > 0)
 
 
+def test_min_area_hinge_reaches_f_only_and_weight_zero_is_redo(tmp_path):
+    """The addition's hinge depends on F's masks alone: after one iteration F differs from
+    plain ReDO's, G_k, delta and D do not; with weight 0 nothing differs."""
+    def after_one_iteration(name, **loss):
+        trainer = make_trainer(tmp_path / name, make_config(loss=LossConfig(**loss)))
+        trainer.train_iteration()
+        return {net: [p.detach().clone() for p in getattr(trainer.model, net).parameters()] for net in NETWORKS}
+
+    def same(a, b, net):
+        return all(torch.equal(x, y) for x, y in zip(a[net], b[net]))
+
+    redo = after_one_iteration("redo")
+    # K = 2: one region always holds at most half of its image, so a floor of 0.9 is active
+    hinge = after_one_iteration("hinge", min_area=0.9)
+    unweighted = after_one_iteration("unweighted", min_area=0.9, min_area_weight=0.0)
+    assert not same(redo, hinge, "mask_net")
+    assert all(same(redo, hinge, net) for net in ("generator", "info_net"))
+    assert all(same(redo, unweighted, net) for net in NETWORKS)
+
+
 def test_d_steps_and_reuse_fakes_options(tmp_path):
     trainer = make_trainer(tmp_path / "run", make_config(d_steps=2, reuse_fakes=True))
     position = trainer.stream.position

@@ -1,7 +1,8 @@
 r"""The two halves of one training iteration, as modules (so that DDP can wrap them).
 
 - :class:`GeneratorStep` holds F, the generators and delta, which one loss updates
-  together: :math:`-\mathbb{E}[D(I_{gen})] + \lambda_z \mathcal{L}_{info}`. D is only
+  together: :math:`-\mathbb{E}[D(I_{gen})] + \lambda_z \mathcal{L}_{info}` (plus, as an
+  addition, the minimum-area hinge when ``loss.min_area > 0``). D is only
   *called* (held outside the module's parameters, so DDP never syncs it here).
 - :class:`DiscriminatorStep` holds D: the hinge loss on reals and (given) fakes, D
   called on the reals first, then on the fakes, as the official loop does (every call in
@@ -9,15 +10,24 @@ r"""The two halves of one training iteration, as modules (so that DDP can wrap t
 """
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from typing import NamedTuple, Optional
 
 import torch
 from torch import nn
 
 from ..generative import redraw
-from ..losses import discriminator_hinge_loss, generator_adversarial_loss, information_loss
+from ..losses import discriminator_hinge_loss, generator_adversarial_loss, information_loss, min_area_loss
 
-__all__ = ["GeneratorStep", "DiscriminatorStep", "make_fakes"]
+__all__ = ["GeneratorStep", "GeneratorLosses", "DiscriminatorStep", "make_fakes"]
+
+
+class GeneratorLosses(NamedTuple):
+    """What one generator step computes: its loss terms and the fakes D then judges."""
+
+    g_adv: torch.Tensor  # -E[D(I_gen)]
+    info: torch.Tensor  # L_info (0 without delta)
+    fakes: torch.Tensor  # (B*K, 3, H, W), or (B, ...) for one region
+    area: torch.Tensor  # the minimum-area hinge (an addition; 0 when off)
 
 
 def make_fakes(model, images: torch.Tensor, z: torch.Tensor, region: Optional[int]) -> torch.Tensor:
@@ -28,10 +38,14 @@ def make_fakes(model, images: torch.Tensor, z: torch.Tensor, region: Optional[in
 
 
 class GeneratorStep(nn.Module):
-    """F + G_1..G_K + delta; ``forward`` returns ``(g_adv, info_loss, fakes)``."""
+    """F + G_1..G_K + delta; ``forward`` returns :class:`GeneratorLosses`.
+
+    ``min_area > 0`` adds the minimum-area hinge on F's masks (an addition, not ReDO).
+    """
 
     def __init__(self, mask_net: nn.Module, generator: nn.Module, info_net: Optional[nn.Module],
-                 discriminator: nn.Module, n_regions: int, nz: int, info_kind: str = "mean_squared") -> None:
+                 discriminator: nn.Module, n_regions: int, nz: int, info_kind: str = "mean_squared",
+                 min_area: float = 0.0) -> None:
         super().__init__()
         self.mask_net = mask_net
         self.generator = generator
@@ -41,9 +55,9 @@ class GeneratorStep(nn.Module):
         self.n_regions = n_regions
         self.nz = nz
         self.info_kind = info_kind
+        self.min_area = min_area
 
-    def forward(self, images: torch.Tensor, z: torch.Tensor,
-                region: Optional[int] = None) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(self, images: torch.Tensor, z: torch.Tensor, region: Optional[int] = None) -> GeneratorLosses:
         if region is None:
             r = redraw(self, images, z)
         else:
@@ -59,7 +73,8 @@ class GeneratorStep(nn.Module):
             # preprint: delta sees the partially redrawn image and predicts z_i
             info = information_loss(self.info_net(fakes)[:, region].float(), z[:, region].float(),
                                     self.info_kind)
-        return g_adv, info, fakes
+        area = min_area_loss(r.masks.float(), self.min_area) if self.min_area > 0 else g_adv.new_zeros(())
+        return GeneratorLosses(g_adv, info, fakes, area)
 
 
 class DiscriminatorStep(nn.Module):
