@@ -128,6 +128,7 @@ _TRAIN_OPTIONS = {
     "backup_every": ("train", "backup_every"),
     "lambda_z": ("loss", "lambda_z"),
     "min_area": ("loss", "min_area"),
+    "binarization": ("loss", "binarization"),
     "lr_mask": ("optim", "lr_mask"),
     "lr_gen": ("optim", "lr_gen"),
     "lr_disc": ("optim", "lr_disc"),
@@ -503,6 +504,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--min-area", type=float, metavar="A",
                        help="an addition, not ReDO: PerturbGAN's hinge that keeps every region above a share A "
                        "of its image (weight: --set loss.min_area_weight=W, default 10; 0: off, the default)")
+    train.add_argument("--binarization", type=float, metavar="W",
+                       help="an addition, not ReDO: PerturbGAN's term W * mean(min(M, 1 - M)) that pushes the "
+                       "masks towards 0 or 1 (PerturbGAN: 2; 0: off, the default)")
     train.add_argument("--num-workers", type=int, metavar="N", help="data-loading processes")
     train.add_argument("--no-cache-images", dest="cache_images", action="store_false", default=None,
                        help="decode every batch instead of keeping the decoded images in memory")

@@ -78,6 +78,10 @@ class LossConfig:
     # 10: the synthetic presets' lambda_z, so that the floor outweighs the adversarial term
     # where it is active (a choice of this library; the hinge's source gives no weight).
     min_area_weight: float = 10.0
+    # Addition (not ReDO): PerturbGAN's binarisation term, weight * mean of min(M, 1 - M)
+    # over every pixel of every mask (redo_lib.losses.binarization_loss), against masks that
+    # hold a region as a faint haze below 0.5. PerturbGAN's weight is 2. 0: off (ReDO).
+    binarization: float = 0.0
 
     def validate(self) -> "LossConfig":
         if self.info_loss not in ("mean_squared", "l2_norm"):
@@ -90,6 +94,8 @@ class LossConfig:
             raise ValueError(f"min_area={self.min_area}: a share of the image in [0, 1) (0: off)")
         if self.min_area_weight < 0:
             raise ValueError(f"min_area_weight must be >= 0, got {self.min_area_weight}")
+        if self.binarization < 0:
+            raise ValueError(f"binarization must be >= 0 (0: off), got {self.binarization}")
         return self
 
 

@@ -27,6 +27,7 @@ __all__ = [
     "generator_adversarial_loss",
     "information_loss",
     "min_area_loss",
+    "binarization_loss",
 ]
 
 
@@ -72,3 +73,14 @@ def min_area_loss(masks: torch.Tensor, min_area: float) -> torch.Tensor:
     if masks.dim() != 4:
         raise ValueError(f"masks must be (B, K, H, W), got shape {tuple(masks.shape)}")
     return F.relu(min_area - masks.mean(dim=(-2, -1))).mean()
+
+
+def binarization_loss(masks: torch.Tensor) -> torch.Tensor:
+    r"""An **addition** (not ReDO): PerturbGAN's binarisation term
+    :math:`\frac{1}{BKHW}\sum \min(M, 1 - M)`, zero for hard masks and largest (0.5) for a
+    pixel at 0.5. It pushes every pixel towards 0 or 1, so a region cannot sit in the
+    image as a faint haze that the 0.5 threshold reads as empty.
+
+    ``masks``: soft masks of any shape; returns a scalar.
+    """
+    return torch.minimum(masks, 1 - masks).mean()

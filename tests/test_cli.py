@@ -138,11 +138,13 @@ def test_user_errors_are_one_line_and_exit_2(argv, expected, capsys, tmp_path, m
 
 def test_print_config(capsys):
     code, out, _ = run(capsys, "train", "--preset", "synthetic-flat", "--batch-size", 25, "--print-config",
-                       "--set", "loss.regions=one", "--amp", "--max-iterations", 10000, "--min-area", 0.1)
+                       "--set", "loss.regions=one", "--amp", "--max-iterations", 10000, "--min-area", 0.1,
+                       "--binarization", 2)
     assert code == 0
     config = json.loads(out)
     assert config["train"]["max_iterations"] == 10000
     assert config["loss"]["min_area"] == 0.1 and config["loss"]["min_area_weight"] == 10.0
+    assert config["loss"]["binarization"] == 2.0
     assert config["train"]["batch_size"] == 25 and config["loss"]["regions"] == "one"
     assert config["train"]["amp"] is True and config["model"]["image_size"] == 32
 

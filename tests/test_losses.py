@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from redo_lib import LossConfig
-from redo_lib.losses import discriminator_hinge_loss, generator_adversarial_loss, information_loss, min_area_loss
+from redo_lib.losses import (binarization_loss, discriminator_hinge_loss, generator_adversarial_loss, information_loss,
+                             min_area_loss)
 
 
 def test_hinge_loss_by_hand():
@@ -79,8 +80,21 @@ def test_min_area_loss_rejects_masks_without_a_region_axis():
         min_area_loss(torch.rand(4, 8, 8), 0.1)
 
 
+def test_binarization_loss_by_hand_and_its_gradient():
+    masks = torch.tensor([[[[0.0, 1.0], [0.2, 0.5]]]], requires_grad=True)
+    # min(m, 1 - m): 0, 0, 0.2, 0.5 -> mean 0.175
+    loss = binarization_loss(masks)
+    assert loss.item() == pytest.approx(0.175)
+    loss.backward()
+    # below 0.5 the term pulls a pixel down (+1/4), above it up; hard pixels feel it too
+    # (their one-sided gradient), which the sigmoid's vanishing slope makes harmless
+    assert masks.grad[0, 0, 1, 0].item() == pytest.approx(0.25)
+    assert binarization_loss(torch.tensor([0.0, 1.0, 1.0, 0.0])).item() == 0.0
+
+
 @pytest.mark.parametrize("options, match", [({"min_area": 1.0}, "min_area"), ({"min_area": -0.1}, "min_area"),
-                                            ({"min_area_weight": -1.0}, "min_area_weight")])
+                                            ({"min_area_weight": -1.0}, "min_area_weight"),
+                                            ({"binarization": -2.0}, "binarization")])
 def test_min_area_options_are_validated(options, match):
     with pytest.raises(ValueError, match=match):
         LossConfig(**options).validate()

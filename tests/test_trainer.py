@@ -120,9 +120,10 @@ def test_loss_variants_run(tmp_path, loss):
     assert ("info_net" in seen["g"]) == (loss.lambda_z > 0)
 
 
-def test_min_area_hinge_reaches_f_only_and_weight_zero_is_redo(tmp_path):
-    """The addition's hinge depends on F's masks alone: after one iteration F differs from
-    plain ReDO's, G_k, delta and D do not; with weight 0 nothing differs."""
+def test_additions_reach_f_only_and_weight_zero_is_redo(tmp_path):
+    """The additions' terms (the minimum-area hinge, the binarisation term) depend on F's
+    masks alone: after one iteration F differs from plain ReDO's, G_k and delta do not;
+    with weight 0 nothing differs."""
     def after_one_iteration(name, **loss):
         trainer = make_trainer(tmp_path / name, make_config(loss=LossConfig(**loss)))
         trainer.train_iteration()
@@ -134,9 +135,11 @@ def test_min_area_hinge_reaches_f_only_and_weight_zero_is_redo(tmp_path):
     redo = after_one_iteration("redo")
     # K = 2: one region always holds at most half of its image, so a floor of 0.9 is active
     hinge = after_one_iteration("hinge", min_area=0.9)
+    binarized = after_one_iteration("binarized", binarization=2.0)
     unweighted = after_one_iteration("unweighted", min_area=0.9, min_area_weight=0.0)
-    assert not same(redo, hinge, "mask_net")
-    assert all(same(redo, hinge, net) for net in ("generator", "info_net"))
+    for changed in (hinge, binarized):
+        assert not same(redo, changed, "mask_net")
+        assert all(same(redo, changed, net) for net in ("generator", "info_net"))
     assert all(same(redo, unweighted, net) for net in NETWORKS)
 
 

@@ -16,7 +16,8 @@ import torch
 from torch import nn
 
 from ..generative import redraw
-from ..losses import discriminator_hinge_loss, generator_adversarial_loss, information_loss, min_area_loss
+from ..losses import (binarization_loss, discriminator_hinge_loss, generator_adversarial_loss, information_loss,
+                      min_area_loss)
 
 __all__ = ["GeneratorStep", "GeneratorLosses", "DiscriminatorStep", "make_fakes"]
 
@@ -27,7 +28,7 @@ class GeneratorLosses(NamedTuple):
     g_adv: torch.Tensor  # -E[D(I_gen)]
     info: torch.Tensor  # L_info (0 without delta)
     fakes: torch.Tensor  # (B*K, 3, H, W), or (B, ...) for one region
-    area: torch.Tensor  # the minimum-area hinge (an addition; 0 when off)
+    additions: torch.Tensor  # the weighted terms of the additions on F's masks (0 when all are off)
 
 
 def make_fakes(model, images: torch.Tensor, z: torch.Tensor, region: Optional[int]) -> torch.Tensor:
@@ -40,12 +41,13 @@ def make_fakes(model, images: torch.Tensor, z: torch.Tensor, region: Optional[in
 class GeneratorStep(nn.Module):
     """F + G_1..G_K + delta; ``forward`` returns :class:`GeneratorLosses`.
 
-    ``min_area > 0`` adds the minimum-area hinge on F's masks (an addition, not ReDO).
+    Additions on F's masks, not ReDO, off at 0: ``min_area`` (the minimum-area hinge,
+    weighted by ``min_area_weight``) and ``binarization`` (the binarisation term's weight).
     """
 
     def __init__(self, mask_net: nn.Module, generator: nn.Module, info_net: Optional[nn.Module],
                  discriminator: nn.Module, n_regions: int, nz: int, info_kind: str = "mean_squared",
-                 min_area: float = 0.0) -> None:
+                 min_area: float = 0.0, min_area_weight: float = 10.0, binarization: float = 0.0) -> None:
         super().__init__()
         self.mask_net = mask_net
         self.generator = generator
@@ -56,6 +58,8 @@ class GeneratorStep(nn.Module):
         self.nz = nz
         self.info_kind = info_kind
         self.min_area = min_area
+        self.min_area_weight = min_area_weight
+        self.binarization = binarization
 
     def forward(self, images: torch.Tensor, z: torch.Tensor, region: Optional[int] = None) -> GeneratorLosses:
         if region is None:
@@ -73,8 +77,15 @@ class GeneratorStep(nn.Module):
             # preprint: delta sees the partially redrawn image and predicts z_i
             info = information_loss(self.info_net(fakes)[:, region].float(), z[:, region].float(),
                                     self.info_kind)
-        area = min_area_loss(r.masks.float(), self.min_area) if self.min_area > 0 else g_adv.new_zeros(())
-        return GeneratorLosses(g_adv, info, fakes, area)
+        return GeneratorLosses(g_adv, info, fakes, self._additions(r.masks.float()))
+
+    def _additions(self, masks: torch.Tensor) -> torch.Tensor:
+        total = masks.new_zeros(())
+        if self.min_area > 0:
+            total = total + self.min_area_weight * min_area_loss(masks, self.min_area)
+        if self.binarization > 0:
+            total = total + self.binarization * binarization_loss(masks)
+        return total
 
 
 class DiscriminatorStep(nn.Module):

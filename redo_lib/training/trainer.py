@@ -398,7 +398,9 @@ class Trainer:
                 getattr(model, name).compile(backend=self.tc.compile_backend)
         g_step = GeneratorStep(model.mask_net, model.generator, model.info_net if self.use_info else None,
                                model.discriminator, cfg.model.n_regions, cfg.model.nz, cfg.loss.info_loss,
-                               min_area=cfg.loss.min_area)
+                               min_area=cfg.loss.min_area, min_area_weight=cfg.loss.min_area_weight,
+                               binarization=cfg.loss.binarization)
+        self.use_additions = cfg.loss.min_area > 0 or cfg.loss.binarization > 0
         d_step = DiscriminatorStep(model.discriminator)
         one_region = cfg.loss.regions == "one"
         self.g_step = wrap_ddp(g_step, self.dist, self.device, find_unused_parameters=one_region)
@@ -471,10 +473,10 @@ class Trainer:
             discriminator.requires_grad_(False)
         try:
             with torch.profiler.record_function("redo.generator_forward"), self._autocast():
-                g_adv, info, fakes, area = self.g_step(images, z, region)
+                g_adv, info, fakes, additions = self.g_step(images, z, region)
             loss = g_adv + cfg.loss.lambda_z * info if self.use_info else g_adv
-            if cfg.loss.min_area > 0:  # an addition (PerturbGAN's hinge), off by default
-                loss = loss + cfg.loss.min_area_weight * area
+            if self.use_additions:  # terms beyond ReDO (loss.min_area, loss.binarization), off by default
+                loss = loss + additions
             for opt in self.g_optimizers:
                 opt.zero_grad(set_to_none=True)
             scaler = self.scalers["g"]
