@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 
-__all__ = ["hard_regions", "confusion", "SegmentationMeter", "binary_scores", "object_polarity"]
+__all__ = ["hard_regions", "region_shares", "confusion", "SegmentationMeter", "binary_scores", "object_polarity"]
 
 
 def hard_regions(masks: torch.Tensor) -> torch.Tensor:
@@ -31,6 +31,17 @@ def hard_regions(masks: torch.Tensor) -> torch.Tensor:
     if masks.shape[1] == 2:
         return (masks[:, 0] < 0.5).long()
     return masks.argmax(dim=1)
+
+
+def region_shares(masks: torch.Tensor) -> Dict[str, torch.Tensor]:
+    """How much of each image each region holds, (B, K) each: ``soft`` (the mean of its soft
+    mask, what a loss on the masks sees) and ``hard`` (the share of pixels
+    :func:`hard_regions` gives it, what the scores see). A region can hold a fifth of an
+    image as a faint haze below 0.5 and no pixel of it once thresholded.
+    """
+    regions = hard_regions(masks)
+    hard = torch.stack([(regions == k).float().mean(dim=(-2, -1)) for k in range(masks.shape[1])], dim=1)
+    return {"soft": masks.float().mean(dim=(-2, -1)), "hard": hard}
 
 
 def truth_classes(truth: torch.Tensor) -> torch.Tensor:

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from redo_lib.metrics import SegmentationMeter, binary_scores, hard_regions, object_polarity
+from redo_lib.metrics import SegmentationMeter, binary_scores, hard_regions, object_polarity, region_shares
 
 
 def two_by_two(rows_fg):
@@ -113,3 +113,20 @@ def test_min_region_size_and_errors():
     assert meter.compute()["min_region_size"] == pytest.approx(0.25)
     with pytest.raises(ValueError, match="differ in size"):
         meter.update(masks, torch.zeros(1, 1, 3, 3))
+
+
+def test_region_shares_soft_and_hard_by_hand():
+    masks = torch.zeros(1, 2, 2, 2)
+    masks[0, 0] = torch.tensor([[0.9, 0.4], [0.4, 0.4]])  # soft share 0.525, one pixel >= 0.5
+    masks[0, 1] = 1 - masks[0, 0]
+    shares = region_shares(masks)
+    assert torch.allclose(shares["soft"], torch.tensor([[0.525, 0.475]]))
+    assert torch.equal(shares["hard"], torch.tensor([[0.25, 0.75]]))
+    # a haze: region 1 holds a fifth of the image softly and nothing once thresholded
+    haze = torch.stack([torch.full((4, 4), 0.8), torch.full((4, 4), 0.2)])[None]
+    assert region_shares(haze)["hard"][0, 1] == 0 and region_shares(haze)["soft"][0, 1].item() == pytest.approx(0.2)
+
+
+def test_region_shares_with_three_regions_use_the_argmax():
+    masks = torch.tensor([[0.5, 0.2], [0.3, 0.3], [0.2, 0.5]]).view(1, 3, 1, 2)
+    assert torch.equal(region_shares(masks)["hard"], torch.tensor([[0.5, 0.0, 0.5]]))
