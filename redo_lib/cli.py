@@ -502,8 +502,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="restart when the smaller region is below X (0: off)")
     train.add_argument("--lambda-z", type=float, metavar="W", help="weight of the information loss")
     train.add_argument("--min-area", type=float, metavar="A",
-                       help="an addition, not ReDO: PerturbGAN's hinge that keeps every region above a share A "
-                       "of its image (weight: --set loss.min_area_weight=W, default 10; 0: off, the default)")
+                       help="an addition, not ReDO: PerturbGAN's hinge that keeps every region's soft mask "
+                       "above a share A of its image (weight: --set loss.min_area_weight=W, default 10; "
+                       "0: off, the default); a region kept as a haze below 0.5 escapes it: see --binarization")
     train.add_argument("--binarization", type=float, metavar="W",
                        help="an addition, not ReDO: PerturbGAN's term W * mean(min(M, 1 - M)) that pushes the "
                        "masks towards 0 or 1 (PerturbGAN: 2; 0: off, the default)")
