@@ -1,8 +1,8 @@
 r"""The two halves of one training iteration, as modules (so that DDP can wrap them).
 
 - :class:`GeneratorStep` holds F, the generators and delta, which one loss updates
-  together: :math:`-\mathbb{E}[D(I_{gen})] + \lambda_z \mathcal{L}_{info}` (plus, as an
-  addition, the minimum-area hinge when ``loss.min_area > 0``). D is only
+  together: :math:`-\mathbb{E}[D(I_{gen})] + \lambda_z \mathcal{L}_{info}` (plus, as
+  additions, the minimum-area hinge and the binarisation term when they are on). D is only
   *called* (held outside the module's parameters, so DDP never syncs it here).
 - :class:`DiscriminatorStep` holds D: the hinge loss on reals and (given) fakes, D
   called on the reals first, then on the fakes, as the official loop does (every call in
